@@ -1,0 +1,27 @@
+"""Shared fixtures: one local Ray instance per test session, offline models."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray instance shared by every test that needs one (start-up costs ~6 s)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    yield ray
+    # Left running for the rest of the session; pytest's exit shuts it down.
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    from ray_lcb.models import resolve_model
+
+    return resolve_model("bundled:smollm2-135m-instruct")
