@@ -1,0 +1,26 @@
+"""Start or join Ray with the settings every ray_lcb job shares."""
+
+from __future__ import annotations
+
+import os
+
+from ray_lcb.config import RayConfig
+
+# Forwarded to every worker so offline mode and the model cache hold cluster-wide.
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "RAY_LCB_CACHE", "TOKENIZERS_PARALLELISM")
+
+
+def init_ray(cfg: RayConfig):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=True)
+    if cfg.address:
+        ray.init(address=cfg.address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard,
+                 dashboard_host=cfg.dashboard_host, **kwargs)
+    return ray
