@@ -42,11 +42,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(serve)
     serve.add_argument("--model", help="model reference or checkpoint folder (overrides llm.model)")
     serve.add_argument("--smoke", action="store_true", help="send a few prompts, print the answers and exit")
+
+    index = commands.add_parser("index", help="embed the corpus and build a FAISS index folder")
+    _add_config_args(index, corpus=True)
+    index.add_argument("--out", required=True, help="index folder to write")
+    index.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+
+    search = commands.add_parser("search", help="query an index folder; one JSON line per query")
+    search.add_argument("--index", required=True, help="index folder written by `ray-lcb index`")
+    search.add_argument("--top-k", type=int, default=5)
+    search.add_argument("queries", nargs="+")
+
+    synthesize = commands.add_parser("synthesize", help="make long-context training samples (resumable)")
+    _add_config_args(synthesize, corpus=True)
+    synthesize.add_argument("--num-samples", type=int, help="long-input samples to make (overrides synthesis.num_samples)")
+    synthesize.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
     return parser
 
 
 def resolve_config(args: argparse.Namespace) -> RayLCBConfig:
+    if args.command == "search":
+        return load_config("local")
     overrides = list(args.overrides)
+    if getattr(args, "num_samples", None) is not None:
+        overrides.append(f"synthesis.num_samples={args.num_samples}")
     if getattr(args, "corpus", None):
         overrides.append(f"corpus.source={json.dumps(args.corpus)}")
     if getattr(args, "model", None):
@@ -86,7 +105,45 @@ def cmd_serve(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
         return 0
 
 
-COMMANDS = {"serve": cmd_serve}
+def cmd_index(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
+    from ray_lcb.corpus import read_corpus
+    from ray_lcb.retrieval import build_index
+    from ray_lcb.runtime import init_ray
+    from ray_lcb.synthesis.pipeline import prepare_cached_corpus
+
+    prepared = prepare_cached_corpus(cfg.corpus)
+    print(json.dumps({"corpus": prepared.report.as_dict()}))
+    init_ray(cfg.ray)
+    manifest = build_index(read_corpus(prepared), cfg.index, args.out, overwrite=args.overwrite)
+    print(json.dumps({"index": str(args.out), "num_vectors": manifest.num_vectors, "dim": manifest.dim,
+                      "index_type": manifest.index_type}))
+    return 0
+
+
+def cmd_search(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
+    from ray_lcb.retrieval import search
+
+    if args.top_k < 1:
+        print("ray-lcb: --top-k must be >= 1", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    for result in search(args.index, args.queries, args.top_k):
+        print(json.dumps(result))
+    return 0
+
+
+def cmd_synthesize(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
+    from ray_lcb.runtime import init_ray
+    from ray_lcb.synthesis.pipeline import SynthesisInputs, run_synthesis
+
+    init_ray(cfg.ray)
+    report = run_synthesis(cfg.synthesis, SynthesisInputs(corpus=cfg.corpus, llm=cfg.llm, index=cfg.index,
+                                                          seed=cfg.seed), args.out)
+    print(json.dumps({"samples": report["samples"], "dropped": report["dropped"],
+                      "this_run": report["this_run"]}, indent=2))
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "synthesize": cmd_synthesize}
 
 
 def main(argv: list[str] | None = None) -> int:

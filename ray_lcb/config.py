@@ -17,7 +17,9 @@ from pydantic import Field, ValidationError
 
 from ray_lcb.configbase import ComponentConfig
 from ray_lcb.corpus import CorpusConfig
+from ray_lcb.retrieval.config import IndexConfig
 from ray_lcb.serving.config import LLMServingConfig
+from ray_lcb.synthesis.config import SynthesisConfig
 
 
 class RayConfig(ComponentConfig):
@@ -34,6 +36,8 @@ class RayLCBConfig(ComponentConfig):
     ray: RayConfig = Field(default_factory=RayConfig, description="How to start or join Ray.")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="The document collection.")
     llm: LLMServingConfig = Field(default_factory=LLMServingConfig, description="The shared LLM deployment.")
+    index: IndexConfig = Field(default_factory=IndexConfig, description="Embedding job and FAISS index.")
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig, description="The synthesis workflow.")
 
 
 class ConfigError(ValueError):
