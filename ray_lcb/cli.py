@@ -57,7 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(synthesize, corpus=True)
     synthesize.add_argument("--num-samples", type=int, help="long-input samples to make (overrides synthesis.num_samples)")
     synthesize.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+
+    evaluate = commands.add_parser("evaluate", help="RULER + needle-in-a-haystack through the serving layer")
+    _add_config_args(evaluate)
+    evaluate.add_argument("--model", help="model reference or checkpoint folder (default: llm.model)")
+    evaluate.add_argument("--tasks", help="comma-separated tasks (RULER names, 'niah', 'long_output')")
+    evaluate.add_argument("--lengths", help="comma-separated context lengths in tokens, e.g. 1024,4096")
+    evaluate.add_argument("--rope-theta", type=float,
+                          help="evaluate the model with only its RoPE base changed (the 'adjusted RoPE' baseline)")
+    evaluate.add_argument("--out", required=True, help="output folder")
     return parser
+
+
+def _csv(value: str | None, cast=str) -> list | None:
+    return None if not value else [cast(v.strip()) for v in value.split(",") if v.strip()]
 
 
 def resolve_config(args: argparse.Namespace) -> RayLCBConfig:
@@ -143,7 +156,35 @@ def cmd_synthesize(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "synthesize": cmd_synthesize}
+def cmd_evaluate(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
+    from ray_lcb.evaluation import evaluate
+    from ray_lcb.evaluation.serving_generate import build_serving_generate
+    from ray_lcb.models import with_rope_theta
+    from ray_lcb.runtime import init_ray
+    from ray_lcb.serving.launch import start_llm_service
+
+    try:
+        tasks, lengths = _csv(args.tasks), _csv(args.lengths, int)
+    except ValueError:
+        print(f"ray-lcb: --lengths must be integers, got {args.lengths!r}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    model = cfg.llm.model
+    if args.rope_theta:
+        longest = max(lengths or cfg.evaluation.lengths)
+        model = str(with_rope_theta(model, args.rope_theta, max(longest, 1)))
+    # The evaluated model gets its own app, so a running generator deployment is left alone.
+    llm = cfg.llm.model_copy(update={"model": model, "app_name": "ray_lcb_eval", "deployment_name": "ray_lcb_eval",
+                                     "max_model_len": max(lengths or cfg.evaluation.lengths) + 512})
+    init_ray(cfg.ray)
+    start_llm_service(llm)
+    results = evaluate(cfg.evaluation, build_serving_generate(llm), args.out, model_ref=model, tasks=tasks,
+                       lengths=lengths)
+    print(json.dumps({k: results[k] for k in ("model", "average", "per_length_average", "niah") if k in results}, indent=2,
+                     default=str))
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "evaluate": cmd_evaluate, "index": cmd_index, "search": cmd_search, "synthesize": cmd_synthesize}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from ray_lcb.configbase import ComponentConfig
 from ray_lcb.corpus import CorpusConfig
+from ray_lcb.evaluation.config import EvaluationConfig
 from ray_lcb.retrieval.config import IndexConfig
 from ray_lcb.serving.config import LLMServingConfig
 from ray_lcb.synthesis.config import SynthesisConfig
@@ -38,6 +39,7 @@ class RayLCBConfig(ComponentConfig):
     llm: LLMServingConfig = Field(default_factory=LLMServingConfig, description="The shared LLM deployment.")
     index: IndexConfig = Field(default_factory=IndexConfig, description="Embedding job and FAISS index.")
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig, description="The synthesis workflow.")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="RULER, NIAH and long-output checks.")
 
 
 class ConfigError(ValueError):

@@ -148,6 +148,33 @@ def _write_dequantized_folder(gguf_path: Path, out_dir: Path) -> None:
     AutoTokenizer.from_pretrained(folder, gguf_file=filename).save_pretrained(out_dir)
 
 
+def with_rope_theta(ref: str, rope_theta: float, max_position_embeddings: int | None = None) -> Path:
+    """A cached variant of a model with only its RoPE base (and max positions) changed.
+
+    The paper's "adjusted RoPE only" baseline: same weights, new ``rope_theta``.
+    Weights and tokenizer files are symlinked, only ``config.json`` differs.
+    """
+    import json
+
+    source = resolve_model(ref)
+    config = json.loads((source / "config.json").read_text())
+    name = f"{source.name}-rope{int(rope_theta)}-pos{max_position_embeddings or 'same'}"
+    target = cache_dir() / "models" / "rope-variants" / name
+    with FileLock(str(target) + ".lock"):
+        target.mkdir(parents=True, exist_ok=True)
+        for item in source.iterdir():
+            if item.name != "config.json" and not (target / item.name).exists():
+                (target / item.name).symlink_to(item.resolve())
+        if isinstance(config.get("rope_parameters"), dict):  # transformers >= 5
+            config["rope_parameters"]["rope_theta"] = float(rope_theta)
+        else:
+            config["rope_theta"] = float(rope_theta)
+        if max_position_embeddings:
+            config["max_position_embeddings"] = int(max_position_embeddings)
+        (target / "config.json").write_text(json.dumps(config, indent=2))
+    return target
+
+
 def load_tokenizer(ref: str):
     from transformers import AutoTokenizer
 

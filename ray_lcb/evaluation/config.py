@@ -100,8 +100,8 @@ class LongOutputConfig(ComponentConfig):
     @field_validator("target_words")
     @classmethod
     def _positive(cls, words: list[int]) -> list[int]:
-        if not words or any(w <= 0 for w in words):
-            raise ValueError(f"long_output.target_words must be positive word counts, got {words}")
+        if not words or any(w <= 0 for w in words) or len(set(words)) != len(words):
+            raise ValueError(f"long_output.target_words must be distinct positive word counts, got {words}")
         return words
 
 
@@ -114,8 +114,10 @@ class EvaluationConfig(ComponentConfig):
                                description="RULER sequence lengths in tokens, prompt plus generated tokens.")
     num_samples: int = Field(500, ge=1, description="Samples per RULER task and length (RULER: 500).")
     seed: int = Field(42, description="Seed of every random choice in sample generation (RULER: 42).")
-    use_chat_template: bool = Field(True, description="Render prompts with the model's chat template; false "
-                                                      "sends the raw task text (for base models).")
+    prompt_format: Literal["chat_template", "raw", "llama3"] = Field(
+        "chat_template", description="How prompts are rendered: the model's own chat template; 'raw' task text "
+                                     "(base models); or 'llama3', RULER's meta-llama3 template without the system "
+                                     "header that HF's Llama-3.1 template adds (for comparing with RULER's table).")
     squad_path: str | None = Field(None, description="Local SQuAD v2 dev JSON (dev-v2.0.json) for qa_1; "
                                                      "unset skips qa_1.")
     hotpotqa_path: str | None = Field(None, description="Local HotpotQA dev distractor JSON "

@@ -13,7 +13,7 @@ largest size that fits. The runner renders prompts with the same
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Callable, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -22,25 +22,43 @@ class LengthTooSmallError(ValueError):
     """The smallest haystack a task allows does not fit the requested length."""
 
 
+PromptFormat = Literal["chat_template", "raw", "llama3"]
+# RULER's `meta-llama3` template: a user turn and no system turn. HF's
+# Llama-3.1 chat template always adds a system header ("Cutting Knowledge
+# Date..."), which shifts scores (see RULER #54 and SelfLong's data).
+_LLAMA3_TURN = "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"
+
+
 class PromptRenderer:
     """Turns a sample into the exact prompt text and counts its tokens.
 
     Args:
         tokenizer: the evaluated model's Hugging Face tokenizer.
-        use_chat_template: render with the tokenizer's chat template (RULER's
-            default for instruct models); False, or a tokenizer without a
-            template, sends the raw input (RULER's ``base`` template).
+        prompt_format: ``chat_template`` renders with the tokenizer's own chat
+            template (a tokenizer without one falls back to ``raw``); ``raw``
+            sends the task text alone (RULER's ``base``); ``llama3`` is RULER's
+            ``meta-llama3`` template, without the system header HF's
+            Llama-3.1 template inserts.
     """
 
-    def __init__(self, tokenizer, use_chat_template: bool = True):
+    def __init__(self, tokenizer, prompt_format: PromptFormat = "chat_template"):
+        if prompt_format not in ("chat_template", "raw", "llama3"):
+            raise ValueError(f"prompt_format '{prompt_format}' is unknown; use chat_template, raw or llama3")
+        if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
+            prompt_format = "raw"
         self.tokenizer = tokenizer
-        self.use_chat_template = bool(use_chat_template and getattr(tokenizer, "chat_template", None))
+        self.prompt_format = prompt_format
 
     def render(self, input_text: str, answer_prefix: str = "", system: str | None = None) -> str:
         """The full prompt: the templated user turn, then the answer prefix to continue."""
-        if not self.use_chat_template:
+        if self.prompt_format == "raw":
             head = f"{system}\n\n" if system else ""
             return head + input_text + answer_prefix
+        if self.prompt_format == "llama3":
+            turns = [_LLAMA3_TURN.format(role="system", content=system)] if system else []
+            turns.append(_LLAMA3_TURN.format(role="user", content=input_text))
+            head = "<|begin_of_text|>" + "".join(turns)
+            return head + "<|start_header_id|>assistant<|end_header_id|>\n\n" + answer_prefix
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": input_text})
         templated = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -46,8 +46,8 @@ def plot_niah_heatmap(cells: list[dict], path: str | Path, *, model_name: str, v
 
     lengths, depths, grid = score_grid(cells)
     mean = float(np.nanmean(grid)) if np.isfinite(grid).any() else float("nan")
-    cmap = LinearSegmentedColormap.from_list("niah", NIAH_COLORS)
-    cmap.set_bad("#D3D3D3")  # cells without a usable score
+    # Grey marks cells without a usable score.
+    cmap = LinearSegmentedColormap.from_list("niah", NIAH_COLORS).with_extremes(bad="#D3D3D3")
 
     fig, ax = plt.subplots(figsize=(17.5, 8))
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=vmax, aspect="auto")

@@ -92,6 +92,7 @@ def build_ruler_samples(task: str, length: int, num_samples: int, renderer: Prom
             length too small for the task (the message gives the minimum).
     """
     spec = get_task(task)
+    dataset = None
     if spec.family == "qa":
         reason = missing_qa_data(task, squad_path, hotpotqa_path)
         if reason:
@@ -100,13 +101,10 @@ def build_ruler_samples(task: str, length: int, num_samples: int, renderer: Prom
             ruler_qa.load_hotpotqa(str(hotpotqa_path))
     samples, hint = [], None
     for index in range(num_samples):
-        if spec.family == "qa":
-            low, high = ruler_qa.size_range(dataset, index)
-            core = lambda size, rng, index=index: ruler_qa.build_qa(dataset, size, rng, index=index)  # noqa: E731
-        else:
-            low, high, core = _family_builder(spec, length, seed, renderer)
+        low, high, core = _family_builder(spec, length, index, seed, renderer, dataset)
 
         def build(size: int, index: int = index, core=core) -> dict:
+            # A fresh generator per call: every size draws the same keys and values.
             rng = random.Random(f"{seed}:{task}:{length}:{index}")
             fields = core(size, rng)
             return {"task": task, "length": length, "index": index, "input": fields["input"],
@@ -119,11 +117,13 @@ def build_ruler_samples(task: str, length: int, num_samples: int, renderer: Prom
         sample["num_tokens"] = total
         sample["haystack_size"] = size
         samples.append(sample)
-        hint = size
+        hint = size  # the next sample's size is close: start the search there
     return samples
 
 
-def _family_builder(spec: RulerTask, length: int, seed: int, renderer: PromptRenderer):
+def _family_builder(spec: RulerTask, length: int, index: int, seed: int, renderer: PromptRenderer,
+                    dataset: ruler_qa.QaDataset | None):
+    """(smallest size, largest size or None, ``core(size, rng) -> fields``) for one sample of ``spec``."""
     gen = spec.tokens_to_generate
     if spec.family == "niah":
         low, high = ruler_niah.size_range(spec.params)
@@ -139,4 +139,6 @@ def _family_builder(spec: RulerTask, length: int, seed: int, renderer: PromptRen
         low, high = ruler_fwe.size_range(spec.params)
         return low, high, lambda size, rng: ruler_fwe.build_fwe(spec.params, size, rng, length=length,
                                                                  tokens_to_generate=gen)
-    raise AssertionError(spec.family)
+    assert spec.family == "qa" and dataset is not None, spec
+    low, high = ruler_qa.size_range(dataset, index)
+    return low, high, lambda size, rng: ruler_qa.build_qa(dataset, size, rng, index=index)

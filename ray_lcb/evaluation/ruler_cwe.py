@@ -10,7 +10,9 @@ haystack size fitted by ``ruler.py`` is the number of distinct words.
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 from dataclasses import dataclass
 
 from ray_lcb.evaluation.words import cwe_vocabulary
@@ -29,8 +31,15 @@ class CweParams:
     num_cw: int = 10
 
 
+@functools.lru_cache(maxsize=1)
+def vocabulary() -> tuple[str, ...]:
+    """The CWE word pool minus the prompt's own words, which a reply would contain anyway."""
+    prompt_words = set(re.findall(r"[a-z]+", (TEMPLATE + ANSWER_PREFIX).lower()))
+    return tuple(w for w in cwe_vocabulary() if w not in prompt_words)
+
+
 def _word_list(rng: random.Random, num_words: int, num_cw: int, freq_cw: int, freq_ucw: int) -> tuple[str, list[str]]:
-    chosen = rng.sample(cwe_vocabulary(), num_words)
+    chosen = rng.sample(vocabulary(), num_words)
     common, uncommon = chosen[:num_cw], chosen[num_cw:]
     entries = common * freq_cw + uncommon * freq_ucw
     rng.shuffle(entries)
@@ -38,7 +47,7 @@ def _word_list(rng: random.Random, num_words: int, num_cw: int, freq_cw: int, fr
 
 
 def size_range(params: CweParams) -> tuple[int, int | None]:
-    return params.num_cw + 1, len(cwe_vocabulary())
+    return params.num_cw + 1, len(vocabulary())
 
 
 def build_cwe(params: CweParams, size: int, rng: random.Random, *, length: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 
 ADJECTIVES = """
 able absent active actual afraid aggressive agreeable alert alive amazing ancient angry annual
@@ -100,8 +101,11 @@ win wink wish wonder work worry write yawn yell
 """.split()
 
 # CWE needs several thousand distinct words at 128K; the essay vocabulary tops
-# the shipped list up (see ``cwe_vocabulary``).
-_ESSAY_WORD = re.compile(r"\b[a-z]{3,12}\b")
+# the shipped list up (see ``cwe_vocabulary``). Words of 5+ letters, minus the
+# essays' most frequent ones, keep out function words ("which", "there") that a
+# substring match would find in almost any reply.
+_ESSAY_WORD = re.compile(r"\b[a-z]{5,12}\b")
+_NUM_FREQUENT_ESSAY_WORDS = 150
 
 
 def word_lists() -> tuple[list[str], list[str], list[str]]:
@@ -114,13 +118,14 @@ def cwe_vocabulary() -> tuple[str, ...]:
     """Distinct lowercase words for CWE's numbered lists, in a fixed order.
 
     RULER uses the ~10k wonderwords nouns, adjectives and verbs. Here the
-    shipped words come first and the Paul Graham essays' lowercase vocabulary
-    follows, giving ~7k words: enough to fill a 128K CWE sample.
+    shipped words come first and the Paul Graham essays' vocabulary follows,
+    giving ~7k words: enough to fill a 128K CWE sample.
     """
     from ray_lcb.evaluation.haystack import load_essay_text
 
     adjectives, nouns, verbs = word_lists()
     shipped = sorted(set(adjectives + nouns + verbs))
-    seen = set(shipped)
-    extra = sorted(set(_ESSAY_WORD.findall(load_essay_text())) - seen)
+    counts = Counter(_ESSAY_WORD.findall(load_essay_text()))
+    frequent = {word for word, _ in counts.most_common(_NUM_FREQUENT_ESSAY_WORDS)}
+    extra = sorted(set(counts) - frequent - set(shipped))
     return tuple(shipped + extra)

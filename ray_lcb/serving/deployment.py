@@ -30,6 +30,7 @@ class TransformersLLMServer:
         from ray_lcb.serving.engines.transformers import TransformersEngine
 
         cfg = LLMServingConfig(**config)
+        self.config = config
         self.model_name = cfg.model
         threads = cfg.num_threads or max(1, int(cfg.num_cpus_per_replica))
         self.engine = TransformersEngine(str(resolve_model(cfg.model)), dtype=cfg.dtype,
@@ -60,6 +61,10 @@ class TransformersLLMServer:
 
     async def stats(self) -> dict:
         return {"batch_sizes": list(self.batch_sizes)}
+
+    async def info(self) -> dict:
+        """The serving config this replica was built from (launch.py checks it before reuse)."""
+        return dict(self.config)
 
     @http_app.post("/v1/chat/completions")
     async def http_chat(self, body: dict):

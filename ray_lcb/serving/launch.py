@@ -36,10 +36,22 @@ def start_llm_service(cfg: LLMServingConfig, *, http: bool = False):
     """
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     running = serve.status().applications.get(cfg.app_name)
-    if running is None or running.status != "RUNNING" or http:
+    if running is None or running.status != "RUNNING" or http or not _serves(cfg):
         logger.info("deploying LLM app %s (%s engine, model %s)", cfg.app_name, cfg.engine, cfg.model)
         serve.run(build_llm_app(cfg, http=http), name=cfg.app_name, route_prefix="/" if http else None)
     return serve.get_deployment_handle(cfg.deployment_name, cfg.app_name)
+
+
+def _serves(cfg: LLMServingConfig) -> bool:
+    """Whether the running app was built from ``cfg`` (a different model must not be reused).
+    vLLM replicas are ray.serve.llm's and carry no such record: they are trusted by name."""
+    if cfg.engine != "transformers":
+        return True
+    handle = serve.get_deployment_handle(cfg.deployment_name, cfg.app_name)
+    try:
+        return handle.info.remote().result(timeout_s=60) == cfg.model_dump()
+    except Exception:  # noqa: BLE001 - an app of another kind under this name: replace it
+        return False
 
 
 def stop_llm_service(cfg: LLMServingConfig) -> None:

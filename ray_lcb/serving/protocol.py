@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 # Keys that Ray Data's ServeDeploymentStage or OpenAI clients add and that
 # carry no sampling meaning here.
 IGNORED_KEYS = {"model", "request_id", "idx_in_batch", "n", "stream", "user", "logprobs", "frequency_penalty",
-                "presence_penalty"}
+                "presence_penalty",
+                "add_special_tokens"}  # raw prompts are already rendered; the CPU engine never adds BOS
 SAMPLING_KEYS = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed"}
 
 

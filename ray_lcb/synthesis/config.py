@@ -17,7 +17,7 @@ INSTRUCTION_TYPES = {
 
 
 class SynthesisConfig(ComponentConfig):
-    num_samples: int = Field(8, ge=1, description="Long-input samples to produce (more seeds are drawn to replace drops).")
+    num_samples: int = Field(8, ge=0, description="Long-input samples to produce (more seeds are drawn to replace drops).")
     num_long_output_samples: int = Field(
         2, ge=0, description="Long-output (instruction back-translation) samples to produce.")
     student_model: str | None = Field(
@@ -38,6 +38,9 @@ class SynthesisConfig(ComponentConfig):
     max_summary_levels: int = Field(4, ge=1, description="Deepest recursion of summaries before a sample is dropped.")
     instruction_max_tokens: int = Field(96, ge=1, description="Token budget of a generated instruction.")
     response_max_tokens: int = Field(512, ge=16, description="Token budget of a generated response.")
+    truncated_responses: Literal["drop", "trim"] = Field(
+        "drop", description="A response cut at response_max_tokens is dropped, or trimmed to its last complete "
+        "sentence ('trim' suits small generators that rarely stop by themselves).")
     min_response_chars: int = Field(80, ge=1, description="Shorter responses are invalid (retried, then dropped).")
     max_retries: int = Field(2, ge=0, description="Retries of an invalid LLM output before the sample is dropped.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature of instruction generation (responses use temperature/2).")
@@ -48,8 +51,11 @@ class SynthesisConfig(ComponentConfig):
         "many samples, and one wider round is faster than several narrow ones. Surplus samples are recorded as dropped.")
     max_rounds: int = Field(3, ge=1, description="Passes over fresh seeds to replace dropped samples before giving up.")
     samples_per_shard: int = Field(4, ge=1, description="Samples per committed output Parquet shard (the unit of resume).")
-    llm_concurrency: int = Field(
-        16, ge=1, description="Concurrent LLM requests per stage actor (the replica batches them).")
+    stage_batch_size: int = Field(
+        2, ge=1, description="Rows per Ray Data batch between stages; small batches stream (and commit) sooner.")
+    batches_per_actor: int = Field(
+        4, ge=1, description="Batches an LLM stage actor works on at once (stage_batch_size x this = its concurrent "
+        "requests; the replica batches them).")
     num_stage_actors: int = Field(1, ge=1, description="Actors per LLM stage (they only wait on the deployment; 1 suffices on CPU).")
     index_dir: str | None = Field(
         None, description="Prebuilt index folder; None builds one for the corpus and caches it by fingerprint.")

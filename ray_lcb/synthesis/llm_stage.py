@@ -1,9 +1,11 @@
 """Base of the synthesis stages that call the LLM.
 
 A stage is a Ray Data actor class (``map_batches`` with an ``ActorPoolStrategy``)
-holding a Serve handle to the one shared deployment -- never a model. Within a
-batch, rows run concurrently on a private event loop, so the replica sees
-many requests at once and batches them. A row that already carries a
+holding a Serve handle to the one shared deployment -- never a model. Its
+``__call__`` is a coroutine, so Ray Data runs several small batches in one
+actor at once (streaming: a finished batch moves on while others wait), and
+the rows of a batch run concurrently; the replica sees many requests at once
+and batches them. A row that already carries a
 ``drop_reason``, or that is not of the stage's data type, passes through.
 """
 
@@ -26,38 +28,32 @@ class LLMStage:
     stage_name = "llm"
     data_types: tuple[str, ...] = ()
 
-    def __init__(self, llm_config: dict, synthesis_config: dict):
+    def __init__(self, llm_config: dict, synthesis_config: dict, client=None):
+        """``client`` defaults to an :class:`LLMClient` of the shared deployment; any
+        object with the same async ``chat`` works (bench/synthesis.py's naive baseline)."""
         from transformers import AutoTokenizer
 
         from ray_lcb.models import resolve_model
 
         self.llm_config = LLMServingConfig(**llm_config)
         self.config = SynthesisConfig(**synthesis_config)
-        self.client = LLMClient(self.llm_config)
+        self.client = client or LLMClient(self.llm_config)
         # The generator's tokenizer: prompt budgets are in the generator's tokens.
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.llm_config.model), trust_remote_code=False)
-        self._loop = asyncio.new_event_loop()
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        semaphore = asyncio.Semaphore(self.config.llm_concurrency)
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_table(await asyncio.gather(*[self._guarded(row) for row in batch.to_pylist()]))
 
-        async def guarded(row):
-            if row["drop_reason"] or row["data_type"] not in self.data_types:
-                return row
-            async with semaphore:
-                try:
-                    return await self.process(row)
-                except Exception as err:  # noqa: BLE001 - one bad row must not fail the job
-                    return self.drop(row, f"{self.stage_name}_error:{type(err).__name__}")
-
-        async def run_all():
-            return await asyncio.gather(*[guarded(row) for row in rows])
-
-        return to_table(self._loop.run_until_complete(run_all()))
+    async def _guarded(self, row: dict) -> dict:
+        if row["drop_reason"] or row["data_type"] not in self.data_types:
+            return row
+        try:
+            return await self.process(row)
+        except Exception as err:  # noqa: BLE001 - one bad row must not fail the job
+            return self.drop(row, f"{self.stage_name}_error:{type(err).__name__}")
 
     async def process(self, row: dict) -> dict:
         raise NotImplementedError

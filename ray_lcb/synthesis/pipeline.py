@@ -78,21 +78,22 @@ def build_synthesis_pipeline(seeds: list[dict], config: SynthesisConfig, llm: LL
                              student_model: str, seed: int) -> ray.data.Dataset:
     """Seed rows -> instruction -> retrieval -> query-focused summaries -> response -> sample."""
     llm_args = dict(llm_config=llm.model_dump(), synthesis_config=config.model_dump())
-    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=config.num_stage_actors)
+    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=config.num_stage_actors,
+                                      max_tasks_in_flight_per_actor=config.batches_per_actor)
     # LLM stages wait on the deployment, they do not compute: a small CPU share each.
-    llm_stage = dict(batch_format="pyarrow", batch_size=config.llm_concurrency, compute=pool, num_cpus=0.1)
+    llm_stage = dict(batch_format="pyarrow", batch_size=config.stage_batch_size, compute=pool, num_cpus=0.1)
     dataset = ray.data.from_items(seeds, override_num_blocks=max(1, len(seeds)))
     dataset = dataset.map_batches(InstructionStage, fn_constructor_kwargs=llm_args, **llm_stage)
     dataset = dataset.map_batches(
         RetrievalStage, fn_constructor_kwargs=dict(index_dir=str(index_dir), synthesis_config=config.model_dump(),
                                                    student_model=student_model),
-        batch_format="pyarrow", batch_size=config.llm_concurrency, compute=pool, num_cpus=0.5)
+        batch_format="pyarrow", batch_size=config.stage_batch_size, compute=pool, num_cpus=0.5)
     dataset = dataset.map_batches(QueryFocusedSummaryStage, fn_constructor_kwargs=llm_args, **llm_stage)
     dataset = dataset.map_batches(ResponseStage, fn_constructor_kwargs=llm_args, **llm_stage)
     return dataset.map_batches(
         SampleStage, fn_constructor_kwargs=dict(synthesis_config=config.model_dump(), generator_model=llm.model,
                                                 student_model=student_model, job_seed=seed),
-        batch_format="pyarrow", batch_size=config.llm_concurrency, compute=pool, num_cpus=0.1)
+        batch_format="pyarrow", batch_size=config.stage_batch_size, compute=pool, num_cpus=0.1)
 
 
 def numbers_to_run(target: int, kept: set[str], processed: set[str], oversample: float = 0.0) -> list[int]:

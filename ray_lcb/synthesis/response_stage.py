@@ -17,7 +17,8 @@ class ResponseStage(LLMStage):
         prompt = prompts.RESPONSE.format(summaries=notes, instruction=row["instruction"])
         text, reason = await self.ask_valid(
             row, prompt, lambda t, f: validate_response(t, f, min_chars=self.config.min_response_chars,
-                                           instruction=row["instruction"]),
+                                           instruction=row["instruction"],
+                                           trim_truncated=self.config.truncated_responses == "trim"),
             max_tokens=self.config.response_max_tokens, temperature=self.config.temperature / 2)
         if text is None:
             return self.drop(row, reason)

@@ -52,7 +52,11 @@ def validate_summary(text: str | None, finish_reason: str | None) -> tuple[str |
 
 
 def validate_response(text: str | None, finish_reason: str | None, *, min_chars: int,
-                      instruction: str = "") -> tuple[str | None, str | None]:
+                      instruction: str = "", trim_truncated: bool = False) -> tuple[str | None, str | None]:
+    """A response. With ``trim_truncated``, one cut at its token budget is kept up
+    to its last complete sentence (small generators rarely stop on their own)."""
+    if trim_truncated and finish_reason == "length" and text:
+        text, finish_reason = trim_to_sentence(text), "stop"
     reason = _common(text, finish_reason)
     if reason:
         return None, f"response_{reason}"
@@ -64,6 +68,12 @@ def validate_response(text: str | None, finish_reason: str | None, *, min_chars:
     if _repetitive(text):
         return None, "response_repetitive"
     return text, None
+
+
+def trim_to_sentence(text: str) -> str:
+    """The text up to its last sentence end ('.', '!' or '?'), or '' if it has none."""
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    return text[:ends[-1]] if ends else ""
 
 
 def _overlap(text: str, reference: str) -> float:

@@ -1,8 +1,8 @@
 """The whole synthesis job on the real small models, plus garbage-output handling."""
 
+import asyncio
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -76,10 +76,10 @@ def test_garbage_llm_output_is_retried_then_dropped_and_counted(ray_session, tin
     rows = [empty_row(sample_id=f"li-{i:06d}", data_type="long_input", instruction_type="comparison",
                       seed_chunk="Bees make honey from nectar.", target_tokens=1024, rng_seed=i) for i in range(3)]
     rows.append(empty_row(sample_id="lo-000000", data_type="long_output", document="A short essay. " * 50, rng_seed=9))
-    out = stage(to_table(rows)).to_pylist()
+    out = asyncio.run(stage(to_table(rows))).to_pylist()
     for row in out:
         assert row["drop_reason"] == "instruction_truncated" and row["drop_stage"] == "instruction"
         assert row["llm_calls"] == 3 and row["retries"] == 2  # one try + two retries
     # A row already dropped upstream passes through untouched.
-    passed = stage(pa.Table.from_pylist(out[:1], schema=to_table(out[:1]).schema)).to_pylist()[0]
+    passed = asyncio.run(stage(to_table(out[:1]))).to_pylist()[0]
     assert passed["llm_calls"] == 3

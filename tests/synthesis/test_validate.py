@@ -36,3 +36,12 @@ def test_responses():
 def test_summaries_may_be_cut_but_not_empty():
     assert validate_summary("Notes: a, b", "length") == ("Notes: a, b", None)
     assert validate_summary("", "stop") == (None, "summary_empty")
+
+
+def test_truncated_responses_can_be_trimmed_to_a_sentence():
+    text = "The essays agree on one point. Founders should talk to users early. And then they"
+    assert validate_response(text, "length", min_chars=20) == (None, "response_truncated")
+    assert validate_response(text, "length", min_chars=20, trim_truncated=True)[0] == \
+        "The essays agree on one point. Founders should talk to users early."
+    assert validate_response("no sentence end at all", "length", min_chars=5, trim_truncated=True) == \
+        (None, "response_empty")

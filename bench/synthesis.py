@@ -1,0 +1,121 @@
+"""Synthesis throughput: the Ray pipeline vs a naive sequential run of the same workflow.
+
+    HF_HUB_OFFLINE=1 python bench/synthesis.py [--samples 6]
+
+Both make the same number of long-input samples with the same model
+(SmolLM2-135M-Instruct), the same prompts, validators, retrieval and seeds:
+
+* naive: the same stage objects called one row at a time in this process, the
+  model in-process, one ``generate`` call at a time, no Ray;
+* pipeline: ``run_synthesis`` (Ray Data stages sharing one Serve deployment
+  that batches concurrent requests), timed after the deployment is up and the
+  index is built, so both sides measure the workflow itself.
+
+Prints samples/min and LLM completion tokens/s of each, and their ratios.
+"""
+
+import argparse
+import asyncio
+import inspect
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from ray_lcb.config import load_config
+from ray_lcb.models import resolve_model
+from ray_lcb.serving.client import LLMReply
+from ray_lcb.serving.engines.transformers import TransformersEngine
+from ray_lcb.serving.protocol import parse_request
+
+
+class SequentialClient:
+    """The naive baseline's LLM: one request, one ``generate`` call, in this process."""
+
+    def __init__(self, engine: TransformersEngine):
+        self.engine = engine
+
+    async def chat(self, messages, **sampling) -> LLMReply:
+        result = self.engine.generate([parse_request({"messages": messages, **sampling}, chat=True)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return LLMReply(result.text, result.finish_reason, result.completion_tokens)
+
+
+def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float]:
+    from ray_lcb.synthesis.instruction_stage import InstructionStage
+    from ray_lcb.synthesis.pipeline import prepare_cached_corpus
+    from ray_lcb.synthesis.records import to_table
+    from ray_lcb.synthesis.response_stage import ResponseStage
+    from ray_lcb.synthesis.retrieval_stage import RetrievalStage
+    from ray_lcb.synthesis.sample_stage import SampleStage
+    from ray_lcb.synthesis.seeds import CorpusView, plan_long_input_seed
+    from ray_lcb.synthesis.summarize_stage import QueryFocusedSummaryStage
+
+    synthesis = cfg.synthesis
+    engine = TransformersEngine(str(resolve_model(cfg.llm.model)), num_threads=os.cpu_count())
+    client = SequentialClient(engine)
+    llm_args = (cfg.llm.model_dump(), synthesis.model_dump())
+    stages = [InstructionStage(*llm_args, client=client),
+              RetrievalStage(str(index_dir), synthesis.model_dump(), cfg.llm.model),
+              QueryFocusedSummaryStage(*llm_args, client=client), ResponseStage(*llm_args, client=client),
+              SampleStage(synthesis.model_dump(), cfg.llm.model, cfg.llm.model, cfg.seed)]
+    corpus = CorpusView.load(prepare_cached_corpus(cfg.corpus).files)
+    kept = tokens = number = 0
+    start = time.perf_counter()
+    while kept < num_samples:
+        table = to_table([plan_long_input_seed(corpus, synthesis, cfg.seed, number)])
+        for stage in stages:
+            table = stage(table)
+            if inspect.iscoroutine(table):  # LLM stages are async; here they await one request at a time
+                table = asyncio.run(table)
+        row = table.to_pylist()[0]
+        kept += row["drop_reason"] is None
+        tokens += row["llm_completion_tokens"]
+        number += 1
+    return kept, tokens, time.perf_counter() - start
+
+
+def pipeline(cfg, num_samples: int) -> tuple[int, int, float]:
+    from ray_lcb.synthesis.pipeline import SynthesisInputs, run_synthesis
+
+    synthesis = cfg.synthesis.model_copy(update={"num_samples": num_samples})
+    inputs = SynthesisInputs(corpus=cfg.corpus, llm=cfg.llm, index=cfg.index, seed=cfg.seed)
+    with tempfile.TemporaryDirectory() as out:
+        report = run_synthesis(synthesis, inputs, out, progress=lambda line: None)
+    run = report["this_run"]
+    return run["samples_written"], run["llm_completion_tokens"], run["elapsed_s"]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=6)
+    parser.add_argument("--config", default="local")
+    args = parser.parse_args()
+    cfg = load_config(args.config, ["synthesis.num_long_output_samples=0", "synthesis.oversample=0.5"])
+
+    import ray
+
+    from ray_lcb.runtime import init_ray
+    from ray_lcb.serving.launch import start_llm_service
+    from ray_lcb.synthesis.pipeline import ensure_index, prepare_cached_corpus
+
+    init_ray(cfg.ray)
+    prepared = prepare_cached_corpus(cfg.corpus)
+    index_dir = ensure_index(prepared, cfg.corpus, cfg.index, cfg.synthesis.index_dir)
+    start_llm_service(cfg.llm)
+    p_samples, p_tokens, p_s = pipeline(cfg, args.samples)
+    ray.shutdown()  # the baseline gets the whole machine
+    n_samples, n_tokens, n_s = naive(cfg, index_dir, args.samples)
+
+    print(f"{'run':<22}{'samples':>8}{'seconds':>9}{'samples/min':>13}{'LLM tokens':>12}{'tokens/s':>10}")
+    for name, samples, tokens, seconds in [("naive sequential", n_samples, n_tokens, n_s),
+                                           ("ray pipeline", p_samples, p_tokens, p_s)]:
+        print(f"{name:<22}{samples:>8}{seconds:>9.1f}{samples / seconds * 60:>13.2f}{tokens:>12}{tokens / seconds:>10.1f}")
+    print(f"speed-up: samples/min {(p_samples / p_s) / (n_samples / n_s):.2f}x, "
+          f"LLM tokens/s {(p_tokens / p_s) / (n_tokens / n_s):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
