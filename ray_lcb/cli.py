@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 from ray_lcb.config import ConfigError, RayLCBConfig, load_config, preset_names
 
@@ -57,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(synthesize, corpus=True)
     synthesize.add_argument("--num-samples", type=int, help="long-input samples to make (overrides synthesis.num_samples)")
     synthesize.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+
+    train = commands.add_parser("train", help="progressive sequence-parallel training on Ray Train (resumable)")
+    _add_config_args(train)
+    train.add_argument("--data", required=True, help="synthesis output folder (or any folder of chat Parquet)")
+    train.add_argument("--out", required=True, help="run folder (rerun with the same folder to resume)")
+
+    run = commands.add_parser("run", help="index -> synthesize -> train -> evaluate, each skipped when complete")
+    _add_config_args(run, corpus=True)
+    run.add_argument("--out", required=True, help="run folder (rerun with the same folder to resume)")
 
     evaluate = commands.add_parser("evaluate", help="RULER + needle-in-a-haystack through the serving layer")
     _add_config_args(evaluate)
@@ -156,12 +166,47 @@ def cmd_synthesize(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def training_data_dir(path: str) -> Path:
+    """A synthesis output folder keeps its samples in ``data/``; other folders are used as given."""
+    folder = Path(path)
+    return folder / "data" if (folder / "data").is_dir() else folder
+
+
+def cmd_train(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
+    from ray_lcb.runtime import init_ray
+    from ray_lcb.training import train
+    from ray_lcb.training.loop import check_data_dir
+
+    if cfg.training is None:
+        print(f"ray-lcb: config '{args.config}' has no training section", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    data = training_data_dir(args.data)
+    try:
+        check_data_dir(data)
+    except ValueError as err:
+        print(f"ray-lcb: {err}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    init_ray(cfg.ray)
+    summary = train(cfg.training, data, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_run(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
+    from ray_lcb.end_to_end import run_end_to_end
+
+    if cfg.training is None:
+        print(f"ray-lcb: config '{args.config}' has no training section", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    summary = run_end_to_end(cfg, args.out)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def cmd_evaluate(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
-    from ray_lcb.evaluation import evaluate
-    from ray_lcb.evaluation.serving_generate import build_serving_generate
+    from ray_lcb.evaluation.serving_generate import evaluate_with_deployment
     from ray_lcb.models import with_rope_theta
     from ray_lcb.runtime import init_ray
-    from ray_lcb.serving.launch import start_llm_service
 
     try:
         tasks, lengths = _csv(args.tasks), _csv(args.lengths, int)
@@ -170,21 +215,15 @@ def cmd_evaluate(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
         return EXIT_CONFIG_ERROR
     model = cfg.llm.model
     if args.rope_theta:
-        longest = max(lengths or cfg.evaluation.lengths)
-        model = str(with_rope_theta(model, args.rope_theta, max(longest, 1)))
-    # The evaluated model gets its own app, so a running generator deployment is left alone.
-    llm = cfg.llm.model_copy(update={"model": model, "app_name": "ray_lcb_eval", "deployment_name": "ray_lcb_eval",
-                                     "max_model_len": max(lengths or cfg.evaluation.lengths) + 512})
+        model = str(with_rope_theta(model, args.rope_theta, max(lengths or cfg.evaluation.lengths)))
     init_ray(cfg.ray)
-    start_llm_service(llm)
-    results = evaluate(cfg.evaluation, build_serving_generate(llm), args.out, model_ref=model, tasks=tasks,
-                       lengths=lengths)
-    print(json.dumps({k: results[k] for k in ("model", "average", "per_length_average", "niah") if k in results}, indent=2,
-                     default=str))
+    results = evaluate_with_deployment(cfg.evaluation, cfg.llm, model, args.out, tasks=tasks, lengths=lengths)
+    print(json.dumps({k: results[k] for k in ("model", "average", "per_length_average", "niah") if k in results},
+                     indent=2, default=str))
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "evaluate": cmd_evaluate, "index": cmd_index, "search": cmd_search, "synthesize": cmd_synthesize}
+COMMANDS = {"serve": cmd_serve, "evaluate": cmd_evaluate, "train": cmd_train, "run": cmd_run, "index": cmd_index, "search": cmd_search, "synthesize": cmd_synthesize}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from ray_lcb.evaluation.config import EvaluationConfig
 from ray_lcb.retrieval.config import IndexConfig
 from ray_lcb.serving.config import LLMServingConfig
 from ray_lcb.synthesis.config import SynthesisConfig
+from ray_lcb.training.config import TrainingConfig
 
 
 class RayConfig(ComponentConfig):
@@ -40,6 +41,7 @@ class RayLCBConfig(ComponentConfig):
     index: IndexConfig = Field(default_factory=IndexConfig, description="Embedding job and FAISS index.")
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig, description="The synthesis workflow.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="RULER, NIAH and long-output checks.")
+    training: TrainingConfig | None = Field(None, description="Progressive sequence-parallel training (presets set it).")
 
 
 class ConfigError(ValueError):

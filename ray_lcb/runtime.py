@@ -18,8 +18,9 @@ def init_ray(cfg: RayConfig):
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=True)
-    if cfg.address:
-        ray.init(address=cfg.address, **kwargs)
+    address = cfg.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit` drivers
+    if address:
+        ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard,
                  dashboard_host=cfg.dashboard_host, **kwargs)

@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Spinning OpenMP threads starve each other on 2 shared cores (FAISS training ran 8x slower);
+# read once when the OpenMP runtime loads, so it must be set before torch/faiss are imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest

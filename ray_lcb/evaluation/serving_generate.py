@@ -7,10 +7,15 @@ and appended RULER's answer prefix. Errors come back per request.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ray
 
+from ray_lcb.evaluation.config import EvaluationConfig
+from ray_lcb.evaluation.runner import evaluate
 from ray_lcb.serving.client import build_llm_processor
 from ray_lcb.serving.config import LLMServingConfig
+from ray_lcb.serving.launch import start_llm_service
 
 
 def build_serving_generate(llm: LLMServingConfig, *, batch_size: int = 4, concurrency: int = 2):
@@ -34,3 +39,15 @@ def build_serving_generate(llm: LLMServingConfig, *, batch_size: int = 4, concur
                 for row in processor(dataset).take_all()]
 
     return generate
+
+
+def evaluate_with_deployment(config: EvaluationConfig, llm: LLMServingConfig, model: str, out_dir: str | Path, *,
+                             tasks: list[str] | None = None, lengths: list[int] | None = None) -> dict:
+    """Deploy ``model`` as its own Serve app ("ray_lcb_eval", so a running generator
+    deployment is left alone) with a context window that fits the longest length,
+    and evaluate it."""
+    longest = max(lengths or config.lengths)
+    eval_llm = llm.model_copy(update={"model": model, "app_name": "ray_lcb_eval", "deployment_name": "ray_lcb_eval",
+                                      "max_model_len": longest + 1024})
+    start_llm_service(eval_llm)
+    return evaluate(config, build_serving_generate(eval_llm), out_dir, model_ref=model, tasks=tasks, lengths=lengths)

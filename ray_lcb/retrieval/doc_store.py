@@ -110,15 +110,16 @@ def write_id_map(store_dir: Path, store_files: list[StoreFile], path: Path) -> N
     """Write the id of every global row to an Arrow IPC file (uncompressed, so it memory-maps), file by file.
 
     Raises:
-        ValueError: ids are not unique (FAISS rows could not be told apart); names a few duplicates.
+        ValueError: naming a few duplicated ids (rows with one id could not be told apart).
     """
     tmp = path.with_name(path.name + ".tmp")
+    # An uncompressed IPC file memory-maps: a retriever reads ids of hits without loading all 10M of them.
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, pa.schema([("id", pa.string())])) as writer:
         for store_file in store_files:
             writer.write_table(pq.read_table(store_dir / store_file.file, columns=["id"]))
     ids = read_id_map(tmp)
     if pc.count_distinct(ids).as_py() != len(ids):
-        counts = pc.value_counts(ids).combine_chunks() if isinstance(ids, pa.ChunkedArray) else pc.value_counts(ids)
+        counts = pc.value_counts(ids)
         duplicated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")[:5].to_pylist()
         tmp.unlink()
         raise ValueError(f"document ids must be unique, but {duplicated} (and maybe more) occur several times; "

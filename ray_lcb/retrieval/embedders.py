@@ -44,8 +44,8 @@ class TextEmbedder:
 
         self.config = config
         self.model_path = resolve_model(config.model)
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if config.device == "auto" else config.device)
+        auto_device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(auto_device if config.device == "auto" else config.device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=False)
         # Right padding keeps position ids of real tokens unchanged, so a text's vector does not depend on
         # the longest text of its batch (HF decoders number positions from 0 whatever the padding).
@@ -55,6 +55,10 @@ class TextEmbedder:
         ).to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
         self.max_length = window_length(config)
+        max_positions = getattr(self.model.config, "max_position_embeddings", None)
+        if max_positions is not None and self.max_length > max_positions:
+            raise ValueError(f"embedder.max_length={self.max_length} exceeds the {max_positions} positions of "
+                             f"'{config.model}'; lower embedder.max_length or leave it None")
 
     # -- what subclasses define -------------------------------------------------------------------
 
@@ -88,14 +92,15 @@ class TextEmbedder:
             float32 array [N, D].
         """
         texts = [t if isinstance(t, str) else "" for t in texts]
-        if self.config.long_documents == "truncate":
+        if self.config.long_documents == "truncate" or not texts:
             return self._embed(texts)
         passages, owner, weights = self.split_passages(texts)
         passage_vecs_PD = self._embed(passages)
         # Token-weighted mean per document: a short tail window counts for what it holds.
         sums_ND = np.zeros((len(texts), self.dim), dtype=np.float64)
         np.add.at(sums_ND, owner, passage_vecs_PD * weights[:, None])
-        return self._maybe_normalize(sums_ND).astype(np.float32)
+        means_ND = sums_ND / np.bincount(owner, weights=weights, minlength=len(texts))[:, None]
+        return self._maybe_normalize(means_ND).astype(np.float32)
 
     def split_passages(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Cut each text into windows of at most one embedder window of tokens.
@@ -154,7 +159,8 @@ class MeanPoolingEmbedder(TextEmbedder):
         pooling_file = self.model_path / "1_Pooling" / "config.json"
         if pooling_file.exists():
             pooling = json.loads(pooling_file.read_text())
-            other = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"]
+            other = [k for k, v in pooling.items()
+                     if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"]
             if not pooling.get("pooling_mode_mean_tokens") or other:
                 raise ValueError(
                     f"embedder.kind='mean_pooling' but '{pooling_file}' asks for {other or 'no mean pooling'}; "

@@ -3,6 +3,7 @@
 Called by the CLI (``ray-lcb index``) and by tests::
 
     manifest = build_index(corpus_dataset, IndexConfig(), "runs/index")
+    manifest = reindex("runs/index", FaissIndexConfig(index_type="hnsw"))  # new shards, same vectors
 
 Steps (the folder layout is in ``manifest.py``):
 
@@ -29,16 +30,17 @@ import pyarrow as pa
 import ray
 import torch
 
-from ray_lcb.retrieval.config import EmbedderConfig, IndexConfig
+from ray_lcb.retrieval.config import EmbedderConfig, FaissIndexConfig, IndexConfig
 from ray_lcb.retrieval.doc_store import (
-    REQUIRED_COLUMNS, RowGroup, embedding_dim, embeddings_column, list_row_groups, list_store_files, normalize_documents,
-    read_embeddings, write_id_map,
+    REQUIRED_COLUMNS, RowGroup, embedding_dim, embeddings_column, list_row_groups, list_store_files,
+    normalize_documents, read_embeddings, write_id_map,
 )
 from ray_lcb.retrieval.embedders import build_embedder, window_length
 from ray_lcb.retrieval.faiss_gpu import has_faiss_gpu
 from ray_lcb.retrieval.faiss_index import fill_index, new_index, resolve_faiss_config, train_index, write_index_file
 from ray_lcb.retrieval.manifest import (
-    ID_MAP_FILE, MANIFEST_FILE, STORE_DIR, IndexManifest, ShardFile, ray_lcb_version, utc_now, write_manifest,
+    ID_MAP_FILE, MANIFEST_FILE, STORE_DIR, IndexManifest, ShardFile, StoreFile, ray_lcb_version, read_manifest,
+    utc_now, write_manifest,
 )
 
 
@@ -64,7 +66,10 @@ def build_index(dataset: ray.data.Dataset, config: IndexConfig, out_dir: str | P
         dataset: corpus rows with at least ``id`` (unique) and ``text``; ``url``
             and ``score`` are kept when present.
         config: embedder, FAISS and job settings.
-        out_dir: folder to create (must be empty or absent unless ``overwrite``).
+        out_dir: folder to create (must be empty or absent unless ``overwrite``). On a
+            multi-node cluster it must be storage every node sees (NFS, EFS, a shared
+            disk): Ray's Parquet writer and the shard tasks write from whichever node
+            they run on.
         overwrite: replace an index folder already at ``out_dir``.
 
     Returns:
@@ -97,10 +102,31 @@ def build_index(dataset: ray.data.Dataset, config: IndexConfig, out_dir: str | P
         shutil.rmtree(store_dir, ignore_errors=True)
         raise ValueError("the corpus is empty: no documents to index; check the corpus reader's input paths/filters")
     write_id_map(store_dir, store_files, out_dir / ID_MAP_FILE)
+    return _index_store(out_dir, store_files, config.embedder, config.faiss)
 
-    groups = list_row_groups(store_dir, store_files)
+
+def reindex(index_dir: str | Path, faiss_config: FaissIndexConfig) -> IndexManifest:
+    """Rebuild the FAISS shards of an index folder from the vectors in its store (no re-embedding).
+
+    For trying another index type or shard size on an embedded corpus. The old
+    manifest is removed first, so an interrupted rebuild leaves no index that
+    points at half-written shards.
+    """
+    index_dir = Path(index_dir)
+    old = read_manifest(index_dir)
+    (index_dir / MANIFEST_FILE).unlink()
+    for shard in old.shards:
+        (index_dir / shard.file).unlink(missing_ok=True)
+    return _index_store(index_dir, old.store_files, old.embedder, faiss_config)
+
+
+def _index_store(out_dir: Path, store_files: list[StoreFile], embedder: EmbedderConfig,
+                 faiss_config: FaissIndexConfig) -> IndexManifest:
+    """Steps 3-5: train, fill and write the shards from the store's vectors, then the manifest."""
+    groups = list_row_groups(out_dir / STORE_DIR, store_files)
+    num_vectors = sum(f.num_rows for f in store_files)
     dim = embedding_dim(groups[0].path)
-    faiss_config = resolve_faiss_config(config.faiss, num_vectors, dim)
+    faiss_config = resolve_faiss_config(faiss_config, num_vectors, dim)
     use_gpu = faiss_config.faiss_gpu == "auto"
     empty = new_index(faiss_config, dim)
     if not empty.is_trained:
@@ -108,11 +134,10 @@ def build_index(dataset: ray.data.Dataset, config: IndexConfig, out_dir: str | P
         empty = train_index(empty, sample_ND, use_gpu)
     shards = _build_shards(faiss.serialize_index(empty), groups, faiss_config.max_vectors_per_shard, out_dir,
                            faiss_config.num_cpus_per_shard_task, use_gpu)
-
     manifest = IndexManifest(
         ray_lcb_version=ray_lcb_version(), created_at=utc_now(),
-        embedder=config.embedder, embedder_max_length=window_length(config.embedder), dim=dim,
-        normalize=config.embedder.normalize, index_type=faiss_config.index_type, index_params=faiss_config,
+        embedder=embedder, embedder_max_length=window_length(embedder), dim=dim,
+        normalize=embedder.normalize, index_type=faiss_config.index_type, index_params=faiss_config,
         num_vectors=num_vectors, shards=shards, store_files=store_files,
     )
     write_manifest(manifest, out_dir)

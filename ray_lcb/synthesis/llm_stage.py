@@ -12,6 +12,7 @@ and batches them. A row that already carries a
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Callable
 
 import pyarrow as pa
@@ -20,6 +21,11 @@ from ray_lcb.serving.client import LLMClient
 from ray_lcb.serving.config import LLMServingConfig
 from ray_lcb.synthesis.config import SynthesisConfig
 from ray_lcb.synthesis.records import to_table
+
+logger = logging.getLogger(__name__)
+
+# Tries of one LLM call across replica failures (Serve restarts a dead replica in seconds).
+TRANSIENT_RETRIES = 6
 
 Validator = Callable[[str | None, str | None], tuple[str | None, str | None]]
 
@@ -62,6 +68,19 @@ class LLMStage:
         row["drop_reason"], row["drop_stage"] = reason, self.stage_name
         return row
 
+    async def chat_surviving_failures(self, messages: list[dict], **sampling):
+        """``client.chat``, retried when the serving side fails (a replica died or
+        restarts, a request was rejected under load); a bad request (ValueError)
+        is not retried. Waits 1, 2, 4 ... s between tries."""
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                return await self.client.chat(messages, **sampling)
+            except Exception as err:  # noqa: BLE001 - classified below
+                if _is_bad_request(err) or attempt == TRANSIENT_RETRIES:
+                    raise
+                logger.warning("LLM call failed (%s: %s); retrying", type(err).__name__, str(err)[:200])
+                await asyncio.sleep(min(2 ** attempt, 30))
+
     async def ask_valid(self, row: dict, prompt: str, validator: Validator, *, max_tokens: int,
                         temperature: float) -> tuple[str | None, str | None]:
         """Ask until ``validator`` accepts (1 + max_retries tries); count calls and tokens on ``row``.
@@ -72,8 +91,8 @@ class LLMStage:
         reason = None
         for attempt in range(self.config.max_retries + 1):
             temp = temperature if attempt == 0 else max(temperature, 0.8)
-            reply = await self.client.chat([{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                           temperature=temp, seed=row["rng_seed"] + attempt)
+            reply = await self.chat_surviving_failures([{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                                       temperature=temp, seed=row["rng_seed"] + attempt)
             row["llm_calls"] += 1
             row["llm_completion_tokens"] += reply.completion_tokens
             text, reason = validator(reply.text, reply.finish_reason)
@@ -81,3 +100,8 @@ class LLMStage:
                 return text, None
             row["retries"] += 1 if attempt < self.config.max_retries else 0
         return None, reason
+
+
+def _is_bad_request(err: Exception) -> bool:
+    cause = getattr(err, "cause", None)
+    return isinstance(err, (ValueError, TypeError)) or isinstance(cause, (ValueError, TypeError))

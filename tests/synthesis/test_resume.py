@@ -10,8 +10,10 @@ import pyarrow.parquet as pq
 
 
 def _cli(out, address, tiny):
-    sets = [f"synthesis.{k}={v}" for k, v in {**tiny, "num_samples": 3, "num_long_output_samples": 0,
-                                               "max_rounds": 6}.items()]
+    # Long-output samples take one LLM call each, which keeps this test short; their
+    # rows still flow through every stage of the Ray Data pipeline.
+    sets = [f"synthesis.{k}={v}" for k, v in {**tiny, "num_samples": 0, "num_long_output_samples": 8,
+                                               "chunk_tokens": 256, "max_rounds": 8}.items()]
     argv = [sys.executable, "-m", "ray_lcb.cli", "synthesize", "--out", str(out), "--set", f"ray.address={address}"]
     for item in sets:
         argv += ["--set", item]
