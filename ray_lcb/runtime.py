@@ -17,11 +17,12 @@ def init_ray(cfg: RayConfig):
         return ray
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=True)
     address = cfg.address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit` drivers
     if address:
-        ray.init(address=address, **kwargs)
+        # A cluster's environment is its own (cluster.yaml, or the job's runtime_env); a
+        # runtime_env here would clash with a submitted job's.
+        ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard,
-                 dashboard_host=cfg.dashboard_host, **kwargs)
+        ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard, dashboard_host=cfg.dashboard_host,
+                 runtime_env={"env_vars": env}, log_to_driver=True)
     return ray
