@@ -25,16 +25,16 @@ class StageConfig(ComponentConfig):
 
     name: str | None = Field(None, description="Stage name, used for its checkpoint folder under the run directory; "
                                                "default 'stage{index}-{seq_len}'.")
-    seq_len: int = Field(..., gt=0, description="Maximum tokens per training sequence in this stage (longer samples are "
-                                                "truncated with a counted warning). Must be a multiple of 2 × "
+    seq_len: int = Field(..., gt=0, description="Maximum tokens per training sequence in this stage (longer samples "
+                                                "are truncated with a counted warning). Must be a multiple of 2 × "
                                                 "sequence_parallel.")
     steps: int = Field(..., gt=0, description="Optimizer steps in this stage.")
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate of AdamW.")
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps from 0 to learning_rate at the stage start.")
     schedule: Literal["constant", "cosine"] = Field("constant", description="Learning rate after warm-up: constant "
                                                     "(EasyContext) or cosine decay to 10% of learning_rate.")
-    rope_theta: float | None = Field(None, gt=0, description="RoPE base for this stage. Default: the previous base × 4 "
-                                                             "per doubling of the context length over the longest "
+    rope_theta: float | None = Field(None, gt=0, description="RoPE base for this stage. Default: the previous base × "
+                                                             "4 per doubling of the context length over the longest "
                                                              "length so far (the model's max_position_embeddings to "
                                                              "start with), i.e. theta × 4 ** log2(len_new / len_old).")
     fail_after_step: int | None = Field(None, gt=0, description="Testing aid: raise right after this (1-based) step of "

@@ -58,7 +58,8 @@ def tokenize_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[bool
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start_text = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
+        start_text = (tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+                      if i else "")
         end_text = tokenizer.apply_chat_template(messages[:i + 1], tokenize=False)
         if not text.startswith(start_text) or not text.startswith(end_text):
             raise ValueError("the tokenizer's chat template does not render a chat prefix as a prefix of the chat; "

@@ -1,4 +1,4 @@
-"""Run a function on W local processes joined in a gloo process group.
+"""Run a function on W local processes joined in one process group (gloo, or NCCL for GPU tests).
 
 Ray Train starts the real training workers (:mod:`ray_lcb.training.loop`);
 this small launcher is for the places that need bare ``torch.distributed``
@@ -17,6 +17,8 @@ import time
 import traceback
 from typing import Any, Callable
 
+FAILURE_GRACE_S = 5.0  # after a failure, how long to wait for the other workers' reports
+
 
 def free_port() -> int:
     """A TCP port that was free a moment ago (for the rendezvous of a local group)."""
@@ -25,14 +27,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(fn: Callable, rank: int, world_size: int, port: int, num_threads: int, args: tuple,
+def _worker(fn: Callable, rank: int, world_size: int, port: int, num_threads: int, backend: str, args: tuple,
             results: mp.Queue) -> None:
     try:
         import torch
         import torch.distributed as dist
 
         torch.set_num_threads(num_threads)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+        if backend == "nccl":
+            torch.cuda.set_device(rank)
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
         try:
             results.put((rank, True, fn(rank, world_size, *args)))
         finally:
@@ -41,14 +45,15 @@ def _worker(fn: Callable, rank: int, world_size: int, port: int, num_threads: in
         results.put((rank, False, traceback.format_exc()))
 
 
-def run_gloo(fn: Callable[..., Any], world_size: int, *args: Any, num_threads: int = 1,
-             timeout_s: float = 600.0) -> list[Any]:
-    """Call ``fn(rank, world_size, *args)`` on ``world_size`` fresh gloo processes.
+def run_local_group(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "gloo",
+                    num_threads: int = 1, timeout_s: float = 600.0) -> list[Any]:
+    """Call ``fn(rank, world_size, *args)`` on ``world_size`` fresh processes of one process group.
 
     Args:
         fn: a module-level (picklable) function; its return value must pickle.
         world_size: number of processes.
         *args: extra arguments for ``fn``.
+        backend: ``"gloo"``, or ``"nccl"`` with one GPU per rank (rank ``r`` uses ``cuda:r``).
         num_threads: ``torch.set_num_threads`` in each process.
         timeout_s: give up (and kill the processes) after this long.
 
@@ -64,7 +69,7 @@ def run_gloo(fn: Callable[..., Any], world_size: int, *args: Any, num_threads: i
     env_before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(num_threads)  # inherited by the children at spawn
     try:
-        procs = [ctx.Process(target=_worker, args=(fn, rank, world_size, port, num_threads, args, results),
+        procs = [ctx.Process(target=_worker, args=(fn, rank, world_size, port, num_threads, backend, args, results),
                              daemon=True) for rank in range(world_size)]
         for proc in procs:
             proc.start()
@@ -74,24 +79,36 @@ def run_gloo(fn: Callable[..., Any], world_size: int, *args: Any, num_threads: i
         else:
             os.environ["OMP_NUM_THREADS"] = env_before
     outputs: dict[int, Any] = {}
+    failures: dict[int, str] = {}
     deadline = time.monotonic() + timeout_s
     try:
-        while len(outputs) < world_size:
+        while len(outputs) + len(failures) < world_size:
+            if failures and time.monotonic() > deadline:
+                break
             try:
                 rank, ok, value = results.get(timeout=1.0)
             except queue.Empty:
                 dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-                if dead:  # killed (e.g. out of memory) before it could report
-                    raise RuntimeError(f"a gloo worker died with exit code {dead[0]}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"gloo workers timed out after {timeout_s:.0f} s") from None
+                if dead and not failures:  # killed (e.g. out of memory) before it could report
+                    failures[-1] = f"a worker died with exit code {dead[0]}"
+                    deadline = time.monotonic() + FAILURE_GRACE_S
+                elif time.monotonic() > deadline and not failures:
+                    raise RuntimeError(f"workers timed out after {timeout_s:.0f} s") from None
                 continue
-            if not ok:
-                raise RuntimeError(f"gloo worker {rank} of {world_size} failed:\n{value}")
-            outputs[rank] = value
+            if ok:
+                outputs[rank] = value
+            else:
+                # The first failure often makes its peers fail too ("connection closed by peer"):
+                # wait briefly for their reports so the root cause is in the message.
+                if not failures:
+                    deadline = time.monotonic() + FAILURE_GRACE_S
+                failures[rank] = value
     finally:
         for proc in procs:
-            proc.join(timeout=10)
+            proc.join(timeout=1 if failures else 10)
             if proc.is_alive():
                 proc.kill()
+    if failures:
+        report = "\n".join(f"--- worker {rank} of {world_size}:\n{text}" for rank, text in sorted(failures.items()))
+        raise RuntimeError(f"{len(failures)} worker(s) failed:\n{report}")
     return [outputs[rank] for rank in range(world_size)]

@@ -16,6 +16,7 @@ Called by :mod:`ray_lcb.training.loop` (training workers), the tests and
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -102,6 +103,8 @@ def load_training_model(path: str | Path, *, dtype: str = "float32", rope_theta:
     if rope_theta is not None:
         set_rope(config, rope_theta, max_position_embeddings or config.max_position_embeddings)
     if getattr(config, "attention_dropout", 0.0):
+        warnings.warn(f"attention_dropout={config.attention_dropout} in '{path}' is set to 0: ring attention "
+                      "does not replay dropout masks", stacklevel=2)
         config.attention_dropout = 0.0
     model = AutoModelForCausalLM.from_pretrained(
         path, config=config, dtype=getattr(torch, dtype), attn_implementation=RING_ATTENTION_NAME,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-BUCKET_ELEMENTS = 32 * 1024 * 1024  # 128 MiB of fp32 per all-reduce
+BUCKET_ELEMENTS = 8 * 1024 * 1024  # 32 MiB of fp32 per all-reduce: the flat copy is extra memory per worker
 
 
 def build_sequence_parallel_group(rank: int, world_size: int, sequence_parallel: int,

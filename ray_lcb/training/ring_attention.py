@@ -223,7 +223,7 @@ def ring_attention_backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor
             dq[:, half:] += dq_b
             kv_slice = slice(None)
         if step == 0:
-            dk, dv = dk_b.float(), dv_b.float()
+            dk, dv = dk_b.float().contiguous(), dv_b.float().contiguous()  # sent around the ring
         else:
             # The accumulator that arrived belongs to the K/V of `src`, the block just used.
             dkv_comm.wait()
