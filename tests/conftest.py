@@ -11,6 +11,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """A local Ray instance shared by every test that needs one (start-up costs ~6 s)."""
@@ -19,6 +27,11 @@ def ray_session():
     if not ray.is_initialized():
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+        # Serve's HTTP proxy on a free localhost port (8000 may be taken on a shared machine);
+        # later serve.start calls in this cluster keep these options.
+        from ray import serve
+
+        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
     yield ray
     # Left running for the rest of the session; pytest's exit shuts it down.
 
@@ -28,3 +41,11 @@ def smollm2_path():
     from ray_lcb.models import resolve_model
 
     return resolve_model("bundled:smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def serve_http_port(ray_session) -> int:
+    """The port of the session cluster's Serve HTTP proxy."""
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().http_config.port

@@ -21,8 +21,9 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def endpoint(ray_session, smollm2_path):
-    cfg = LLMServingConfig(model=str(smollm2_path), app_name="ray_lcb_http", deployment_name="ray_lcb_http")
+def endpoint(ray_session, smollm2_path, serve_http_port):
+    cfg = LLMServingConfig(model=str(smollm2_path), app_name="ray_lcb_http", deployment_name="ray_lcb_http",
+                           port=serve_http_port)
     start_llm_service(cfg, http=True)
     yield f"http://{cfg.host}:{cfg.port}"
     serve.delete(cfg.app_name)
