@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from ray_lcb.models import package_data_path  # noqa: E402
 from ray_lcb.retrieval import EmbedderConfig, FaissIndexConfig, ShardedIndex, build_embedder  # noqa: E402
 from ray_lcb.retrieval.faiss_index import (  # noqa: E402
-    fill_index, new_index, read_index_file, resolve_faiss_config, train_index, write_index_file,
+    fill_index, new_index, resolve_faiss_config, train_index, write_index_file,
 )
 
 K = 10

@@ -38,18 +38,17 @@ def score_grid(cells: list[dict]) -> tuple[list[int], list[float], np.ndarray]:
 
 def plot_niah_heatmap(cells: list[dict], path: str | Path, *, model_name: str, vmax: float = 100.0) -> Path:
     """Write the heatmap PNG of ``cells`` (scores on 0..vmax) to ``path`` and return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on cluster nodes
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: works without a display and switches no backend in the caller.
     from matplotlib.colors import LinearSegmentedColormap
+    from matplotlib.figure import Figure
 
     lengths, depths, grid = score_grid(cells)
     mean = float(np.nanmean(grid)) if np.isfinite(grid).any() else float("nan")
     # Grey marks cells without a usable score.
     cmap = LinearSegmentedColormap.from_list("niah", NIAH_COLORS).with_extremes(bad="#D3D3D3")
 
-    fig, ax = plt.subplots(figsize=(17.5, 8))
+    fig = Figure(figsize=(17.5, 8))
+    ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=vmax, aspect="auto")
     fig.colorbar(image, ax=ax, label="Score")
     ax.set_xticks(range(len(lengths)), [str(n) for n in lengths], rotation=45, ha="right")
@@ -65,5 +64,4 @@ def plot_niah_heatmap(cells: list[dict], path: str | Path, *, model_name: str, v
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path

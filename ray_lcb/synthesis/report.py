@@ -28,12 +28,11 @@ def _stats(values: list[int]) -> dict:
 
 
 def write_histogram(lengths: dict[str, list[int]], path: Path) -> None:
-    import matplotlib
+    # A bare Figure, not pyplot: no global backend switch in the caller's process (a notebook).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 4.5))
+    figure = Figure(figsize=(8, 4.5))
+    axis = figure.subplots()
     for label, values in lengths.items():
         if values:
             axis.hist(values, bins=min(30, max(5, len(values))), alpha=0.6, label=f"{label} (n={len(values)})")
@@ -43,7 +42,6 @@ def write_histogram(lengths: dict[str, list[int]], path: Path) -> None:
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def write_report(out_dir: Path, config, writer, prepared, run_stats: dict, elapsed_s: float, notes: list[str], *,

@@ -4,26 +4,15 @@ import asyncio
 import json
 
 import pyarrow.parquet as pq
-import pytest
 
 from ray_lcb.corpus import CorpusConfig
-from ray_lcb.retrieval import IndexConfig
 from ray_lcb.serving.config import LLMServingConfig
 from ray_lcb.serving.launch import start_llm_service
 from ray_lcb.synthesis.config import SynthesisConfig
 from ray_lcb.synthesis.instruction_stage import InstructionStage
-from ray_lcb.synthesis.pipeline import SynthesisInputs, load_samples, prepare_cached_corpus, run_synthesis
+from ray_lcb.synthesis.pipeline import load_samples, prepare_cached_corpus
 from ray_lcb.synthesis.records import empty_row, to_table
 from ray_lcb.synthesis.sample_stage import training_input
-
-
-@pytest.fixture(scope="module")
-def synthesized(ray_session, tmp_path_factory, tiny_synthesis):
-    out = tmp_path_factory.mktemp("synth")
-    config = SynthesisConfig(**tiny_synthesis)
-    inputs = SynthesisInputs(corpus=CorpusConfig(), llm=LLMServingConfig(), index=IndexConfig())
-    report = run_synthesis(config, inputs, out, progress=lambda line: None)
-    return out, config, report
 
 
 def test_samples_and_report(synthesized):
