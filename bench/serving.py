@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     cfg = LLMServingConfig(max_batch_size=args.batch, batch_wait_timeout_s=0.05)
     start_llm_service(cfg)
     client = LLMClient(cfg)

@@ -1,6 +1,6 @@
 """Synthesis throughput: the Ray pipeline vs a naive sequential run of the same workflow.
 
-    HF_HUB_OFFLINE=1 python bench/synthesis.py [--samples 6]
+    HF_HUB_OFFLINE=1 python bench/synthesis.py [--samples 6] [--set synthesis.target_tokens_max=4096 ...]
 
 Both make the same number of long-input samples with the same model
 (SmolLM2-135M-Instruct), the same prompts, validators, retrieval and seeds:
@@ -92,8 +92,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=6)
     parser.add_argument("--config", default="local")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override (repeatable)")
     args = parser.parse_args()
-    cfg = load_config(args.config, ["synthesis.num_long_output_samples=0", "synthesis.oversample=0.5"])
+    cfg = load_config(args.config, ["synthesis.num_long_output_samples=0", "synthesis.oversample=0.5", *args.overrides])
 
     import ray
 

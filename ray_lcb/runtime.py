@@ -23,6 +23,8 @@ def init_ray(cfg: RayConfig):
         # runtime_env here would clash with a submitted job's.
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard, dashboard_host=cfg.dashboard_host,
+        # address="local": a new instance, even when another Ray (`ray start`) runs on this machine.
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard,
+                 dashboard_host=cfg.dashboard_host,
                  runtime_env={"env_vars": env}, log_to_driver=True)
     return ray

@@ -40,6 +40,12 @@ class StageConfig(ComponentConfig):
     fail_after_step: int | None = Field(None, gt=0, description="Testing aid: raise right after this (1-based) step of "
                                                                 "the stage, unless the run resumed at or after it; "
                                                                 "exercises crash-and-relaunch resume.")
+    kill_worker_after_step: int | None = Field(None, gt=0, description="Testing aid: during the step after this "
+                                               "(1-based) step, after its backward and before the optimizer step, "
+                                               "the last worker kills its own process (SIGKILL), unless the run "
+                                               "resumed at or after this step; with max_failures >= 1 Ray Train "
+                                               "restarts the workers from the latest checkpoint. Must be a multiple "
+                                               "of checkpoint_every and less than steps.")
 
 
 class TrainingConfig(ComponentConfig):
@@ -92,6 +98,12 @@ class TrainingConfig(ComponentConfig):
             if i and stage.seq_len <= self.stages[i - 1].seq_len:
                 raise ValueError(f"stages[{i}].seq_len ({stage.seq_len}) must be greater than stages[{i - 1}].seq_len "
                                  f"({self.stages[i - 1].seq_len}): stages grow the context")
+            kill = stage.kill_worker_after_step
+            if kill is not None and (kill >= stage.steps or kill % self.checkpoint_every):
+                # Otherwise the restart resumes before the kill step and the worker kills itself again.
+                raise ValueError(f"stages[{i}].kill_worker_after_step ({kill}) must be less than steps ({stage.steps}) "
+                                 f"and a multiple of checkpoint_every ({self.checkpoint_every}), so that a checkpoint "
+                                 "exists at that step and a step follows it")
         names = [stage_name(i, s) for i, s in enumerate(self.stages)]
         if len(set(names)) != len(names):
             raise ValueError(f"stages[].name must be unique, got {names}")

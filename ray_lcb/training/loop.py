@@ -5,7 +5,11 @@ calls :func:`train`. For each stage (config.py) the driver starts a Ray Train V2
 ``TorchTrainer`` with ``data_parallel × sequence_parallel`` workers (gloo on
 CPU, NCCL on GPU) named after the stage under ``RUN_DIR``; a relaunch with the
 same ``RUN_DIR`` skips finished stages (``stage_summary.json``) and resumes the
-current one from ``ray.train.get_checkpoint()``.
+current one from ``ray.train.get_checkpoint()``. Within one launch, Ray Train
+restarts a failed worker group (a crashed or killed worker) up to
+``max_failures`` times, and the new workers resume the same way from the latest
+reported checkpoint. A damaged latest checkpoint is reported by file name
+before any worker starts (and again by a worker that meets one on a restart).
 
 Each worker (:func:`train_loop_per_worker`), top to bottom:
 
@@ -19,8 +23,9 @@ Each worker (:func:`train_loop_per_worker`), top to bottom:
 4. every ``checkpoint_every`` steps and at the end, rank 0 writes a checkpoint
    (checkpoint.py) and every rank calls ``ray.train.report``.
 
-The step, not any iterator state, decides the samples and the learning rate,
-so a resumed run repeats exactly what the uninterrupted run would have done.
+The step, not any iterator state, decides the samples, the learning rate and
+the torch seed, so a resumed run repeats exactly what the uninterrupted run
+would have done.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 import tempfile
 import threading
 import time
@@ -36,7 +43,7 @@ from typing import Callable
 
 import torch
 
-from ray_lcb.training.checkpoint import load_optimizer_state, read_train_state, save_checkpoint
+from ray_lcb.training.checkpoint import check_checkpoint, load_optimizer_state, save_checkpoint
 from ray_lcb.training.config import StageConfig, StagePlan, TrainingConfig, plan_stages
 from ray_lcb.training.data import ChatParquetSource, Example, build_example, sample_order, tokenize_chat
 from ray_lcb.training.loss import sequence_parallel_loss
@@ -130,8 +137,8 @@ def _use_gpu(config: TrainingConfig) -> bool:
 
 
 def _comparable(stage: StageConfig) -> dict:
-    """The settings that define a stage's result (the testing hook is not one)."""
-    return stage.model_dump(exclude={"fail_after_step"})
+    """The settings that define a stage's result (the testing hooks are not)."""
+    return stage.model_dump(exclude={"fail_after_step", "kill_worker_after_step"})
 
 
 def _run_stage(config: TrainingConfig, plan: StagePlan, init_path: str, data_dir: Path, out_dir: Path,
@@ -140,6 +147,9 @@ def _run_stage(config: TrainingConfig, plan: StagePlan, init_path: str, data_dir
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
 
+    latest = _latest_checkpoint(out_dir / plan.name)
+    if latest is not None:  # fail here, by file name, rather than in every worker of every retry
+        check_checkpoint(latest)
     messages = Queue(actor_options={"num_cpus": 0})
     resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     trainer = TorchTrainer(
@@ -167,6 +177,19 @@ def _run_stage(config: TrainingConfig, plan: StagePlan, init_path: str, data_dir
             "final_loss": metrics.get("loss"), "truncated_samples": metrics.get("truncated_samples"),
             "tokens_per_s": metrics.get("tokens_per_s"), "checkpoint": result.checkpoint.path,
             "stage_config": _comparable(plan.stage)}
+
+
+def _latest_checkpoint(stage_dir: Path) -> str | None:
+    """The checkpoint Ray Train resumes the run in ``stage_dir`` from, or None when there is none yet."""
+    from ray.train import Result
+
+    if not stage_dir.is_dir():
+        return None
+    try:
+        result = Result.from_path(stage_dir)
+    except RuntimeError:  # no checkpoint manager snapshot: the earlier launch reported nothing
+        return None
+    return result.checkpoint.path if result.checkpoint is not None else None
 
 
 def _relay_progress(messages, stop: threading.Event, progress: Callable[[str], None]) -> None:
@@ -216,7 +239,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     checkpoint = ray.train.get_checkpoint()
     start_step, truncated = 0, 0
+    progress = loop_config["progress"]
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_dir:
+        state = check_checkpoint(resume_dir) if resume_dir else None
         source_path = resume_dir or loop_config["init_path"]
         model = load_training_model(source_path, dtype=config.dtype, rope_theta=plan.rope_theta,
                                     max_position_embeddings=plan.max_position_embeddings,
@@ -225,25 +250,27 @@ def train_loop_per_worker(loop_config: dict) -> None:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=stage.learning_rate, betas=config.adam_betas,
                                       weight_decay=config.weight_decay)
-        if resume_dir:
-            state = read_train_state(resume_dir)
-            if state["stage"] != plan.name or state["stage_config"] != _comparable(stage):
+        if state is not None:
+            if state["stage"] != plan.name or state.get("stage_config") != _comparable(stage):
                 raise ValueError(f"the latest checkpoint of '{plan.name}' was written with other stage settings; "
                                  "use a new --out directory to change them")
             start_step, truncated = state["step"], state.get("truncated_samples", 0)
             load_optimizer_state(resume_dir, optimizer, device)
+            if rank == 0:
+                progress.put(f"[{plan.name}] resuming after step {start_step} from checkpoint {checkpoint.path}")
 
     source = ChatParquetSource(loop_config["data_dir"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     per_step = config.grad_accum_steps * dp
     order = sample_order(len(source), stage.steps * per_step, seed=config.seed, stage_index=plan.index)
-    progress = loop_config["progress"]
     lm_head = model.get_output_embeddings()
     loss = float("nan")
     tokens_per_s: list[float] = []
 
     for step in range(start_step, stage.steps):
         started = time.perf_counter()
+        # Seeded by the step, like the samples: anything random in a step (e.g. dropout) repeats after a resume.
+        torch.manual_seed(hash((config.seed, plan.index, step)))
         for param_group in optimizer.param_groups:
             param_group["lr"] = learning_rate_at(step, stage)
         optimizer.zero_grad(set_to_none=True)
@@ -259,6 +286,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             local_loss += sample_loss.item() / config.grad_accum_steps
             local_tokens += example.num_tokens
             local_truncated += int(example.truncated)
+        if stage.kill_worker_after_step == step and start_step < step and rank == world - 1:
+            _kill_this_worker(f"[{plan.name}] testing aid: worker rank {rank} (pid {os.getpid()}) kills itself in "
+                              f"step {step + 1} (stages[{plan.index}].kill_worker_after_step)", progress)
         average_gradients(params, dp)
         if config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -282,6 +312,21 @@ def train_loop_per_worker(loop_config: dict) -> None:
                                ".fail_after_step); relaunch with the same --out to resume")
     if start_step >= stage.steps:  # relaunched after the stage finished but before the driver recorded it
         _report(model, tokenizer, None, rank, plan, stage.steps, loss, truncated, tokens_per_s)
+
+
+def _kill_this_worker(message: str, progress) -> None:
+    """The ``kill_worker_after_step`` testing aid: SIGKILL this worker process, as a crash or the OOM killer would.
+
+    Ray Train registers a reported checkpoint when its controller next polls the
+    workers, so a worker that died right after ``report`` could lose it and the
+    restart would resume earlier and kill again. Waiting for the controller first
+    makes the restart resume from the checkpoint just before the kill.
+    """
+    import ray.train
+
+    ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+    progress.put(message)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _example(source: ChatParquetSource, index: int, tokenizer, config: TrainingConfig, seq_len: int,
