@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 from ray_lcb.config import ConfigError, RayLCBConfig, load_config, preset_names
+from ray_lcb.corpus import CorpusError
+from ray_lcb.models import ModelNotFoundError
 
 EXIT_CONFIG_ERROR = 2
 
@@ -156,8 +158,9 @@ def cmd_search(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
 
 def cmd_synthesize(cfg: RayLCBConfig, args: argparse.Namespace) -> int:
     from ray_lcb.runtime import init_ray
-    from ray_lcb.synthesis.pipeline import SynthesisInputs, run_synthesis
+    from ray_lcb.synthesis.pipeline import SynthesisInputs, prepare_cached_corpus, run_synthesis
 
+    prepare_cached_corpus(cfg.corpus)  # an unreadable corpus fails here, before Ray starts (cached for the job)
     init_ray(cfg.ray)
     report = run_synthesis(cfg.synthesis, SynthesisInputs(corpus=cfg.corpus, llm=cfg.llm, index=cfg.index,
                                                           seed=cfg.seed), args.out)
@@ -233,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ray-lcb: {err}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    return COMMANDS[args.command](cfg, args)
+    try:
+        return COMMANDS[args.command](cfg, args)
+    except (CorpusError, ModelNotFoundError) as err:  # bad input the user can fix: a message, not a traceback
+        print(f"ray-lcb: {err}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
 
 
 if __name__ == "__main__":

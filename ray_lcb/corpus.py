@@ -197,10 +197,9 @@ def iter_raw_records(source: str, config: CorpusConfig) -> Iterator[tuple[dict |
         raise CorpusError(f"corpus '{source}' does not exist (expected offline:paul-graham, a file, a folder or hf://...)")
     if path.is_file():
         return _iter_file(path)
-    data_files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".parquet", ".jsonl", ".json"))
-    if data_files:
-        return (item for f in data_files for item in _iter_file(f))
-    return _iter_txt_folder(path)
+    # Every supported file counts: .txt files next to data files are documents too, not skipped unseen.
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".parquet", ".jsonl", ".json", ".txt"))
+    return (item for f in files for item in ([_read_txt(f, path)] if f.suffix.lower() == ".txt" else _iter_file(f)))
 
 
 # ---------------------------------------------------------------- normalising
@@ -229,6 +228,9 @@ def iter_documents(config: CorpusConfig, report: CorpusReport) -> Iterator[dict]
                 continue
         if not isinstance(text, str):
             report.skipped["non_text"] += 1
+            continue
+        if "\x00" in text:  # NUL characters mean binary content (e.g. a file dumped into a JSON string)
+            report.skipped["binary"] += 1
             continue
         if len(text) > config.max_chars:
             report.skipped["too_long"] += 1

@@ -78,8 +78,11 @@ def build_synthesis_pipeline(seeds: list[dict], config: SynthesisConfig, llm: LL
                              student_model: str, seed: int) -> ray.data.Dataset:
     """Seed rows -> instruction -> retrieval -> query-focused summaries -> response -> sample."""
     llm_args = dict(llm_config=llm.model_dump(), synthesis_config=config.model_dump())
+    # max_concurrent_calls_per_actor: without it an actor runs one batch at a time even when its
+    # UDF is async, and the replica sees only stage_batch_size requests per stage.
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=config.num_stage_actors,
-                                      max_tasks_in_flight_per_actor=config.batches_per_actor)
+                                      max_tasks_in_flight_per_actor=config.batches_per_actor,
+                                      max_concurrent_calls_per_actor=config.batches_per_actor)
     # LLM stages wait on the deployment, they do not compute: a small CPU share each.
     llm_stage = dict(batch_format="pyarrow", batch_size=config.stage_batch_size, compute=pool, num_cpus=0.1)
     dataset = ray.data.from_items(seeds, override_num_blocks=max(1, len(seeds)))
