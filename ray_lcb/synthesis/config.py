@@ -69,6 +69,4 @@ class SynthesisConfig(ComponentConfig):
         unknown = set(self.instruction_types) - set(INSTRUCTION_TYPES)
         if unknown or not self.instruction_types:
             raise ValueError(f"instruction_types: unknown {sorted(unknown)}; choose from {sorted(INSTRUCTION_TYPES)}")
-        if self.summaries_budget_tokens > self.chunk_tokens * 4:
-            pass  # large budgets are fine: they only mean fewer recursion levels
         return self
