@@ -128,7 +128,7 @@ def main():
         cells = "".join(f"{lat[q]:>9.3f}" for q in ("p50", "p90", "p99", "max")) if lat else ""
         print(f"{outcome + (' (BackPressureError)' if outcome == 'rejected' else ''):<24}{load[outcome]:>8}{cells}")
     print(f"{'failed (other errors)':<24}{load['failed']:>8}  {'; '.join(load['errors'])}")
-    print(f"{'lost':<24}{load['sent'] - load['answered'] - load['rejected'] - load['failed']:>8}")
+    print(f"{'lost (no outcome)':<24}{args.requests - load['sent']:>8}")
     print(f"throughput under load: {load['answered_per_s']:.2f} answered/s, {load['tokens'] / elapsed:.1f} tokens/s "
           f"({elapsed:.1f} s)")
     print(f"one at a time ({args.baseline} requests): {baseline['answered_per_s']:.2f} answered/s")
