@@ -12,8 +12,10 @@ sequence. The step rules follow ring-flash-attn's zigzag variant
 
 Callers use :func:`ring_attention`; it dispatches to ring-flash-attn
 (:mod:`ray_lcb.training.ring_flash`) on CUDA when that is installed, and to
-plain attention when there is no group. The transformers integration lives in
-:mod:`ray_lcb.training.model`.
+plain attention when there is no group. Per block it uses PyTorch's fused
+kernels (CPU flash; CUDA flash / memory-efficient via
+:mod:`ray_lcb.training.cuda_blocks`) and an fp32 math path otherwise. The
+transformers integration lives in :mod:`ray_lcb.training.model`.
 
 Shape legend: B batch, L local sequence length (T / W), H query heads,
 Hk key/value heads (H % Hk == 0, GQA), D head dim.
@@ -24,6 +26,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+from ray_lcb.training import cuda_blocks
 
 # Tags keep the K/V ring and the dK/dV ring apart when both are in flight (gloo matches by tag).
 _TAG_K, _TAG_V, _TAG_DK, _TAG_DV = 11, 12, 13, 14
@@ -82,6 +86,8 @@ def block_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, causal, scale=scale)
         return out.transpose(1, 2), lse
+    if q.is_cuda and cuda_blocks.supports(q):
+        return cuda_blocks.block_forward(q, k, v, causal, scale)
     return _math_block_forward(q, k, v, causal, scale)
 
 
@@ -101,6 +107,8 @@ def block_backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
             dout.transpose(1, 2), q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
             out.transpose(1, 2), lse, 0.0, causal, scale=scale)
         return dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2)
+    if q.is_cuda and cuda_blocks.supports(q):
+        return cuda_blocks.block_backward(dout, q, k, v, out, lse, causal, scale)
     return _math_block_backward(dout, q, k, v, out, lse, causal, scale)
 
 
@@ -117,7 +125,7 @@ def _scores(q: torch.Tensor, k: torch.Tensor, causal: bool, scale: float) -> tor
 
 
 def _math_block_forward(q, k, v, causal, scale):
-    # Fallback for devices without a kernel that returns the lse (e.g. CUDA without ring-flash-attn).
+    # Reference path for blocks no fused kernel takes (odd head dims, other devices).
     scores = _scores(q, k, causal, scale)  # [B, Hk, G, Lq, Lk]
     lse = scores.logsumexp(dim=-1)
     out = torch.einsum("bhgqk,bkhd->bqhgd", torch.exp(scores - lse.unsqueeze(-1)), v.float())
