@@ -11,6 +11,7 @@ into one ``generate`` call (dynamic batching).
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -38,12 +39,19 @@ class TransformersLLMServer:
         self._generate_batch.set_max_batch_size(cfg.max_batch_size)
         self._generate_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
         self.batch_sizes: list[int] = []  # observed batch sizes, for tests and benchmarks
+        self.batch_log: list[dict] = []  # per batch: size, seconds, prompt and completion tokens
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _generate_batch(self, requests: list[GenerationRequest]) -> list:
         self.batch_sizes.append(len(requests))
+        started = time.perf_counter()
         # In a thread, so health checks and new requests are served meanwhile.
-        return await asyncio.to_thread(self.engine.generate, requests)
+        results = await asyncio.to_thread(self.engine.generate, requests)
+        done = [r for r in results if not isinstance(r, Exception)]
+        self.batch_log.append({"size": len(requests), "seconds": round(time.perf_counter() - started, 3),
+                               "prompt_tokens": sum(r.prompt_tokens for r in done),
+                               "completion_tokens": sum(r.completion_tokens for r in done)})
+        return results
 
     async def _generate(self, request: GenerationRequest):
         result = await self._generate_batch(request)
@@ -60,7 +68,7 @@ class TransformersLLMServer:
         yield completion_response(await self._generate(parse_request(request, chat=False)), self.model_name)
 
     async def stats(self) -> dict:
-        return {"batch_sizes": list(self.batch_sizes)}
+        return {"batch_sizes": list(self.batch_sizes), "batches": list(self.batch_log)}
 
     async def info(self) -> dict:
         """The serving config this replica was built from (launch.py checks it before reuse)."""

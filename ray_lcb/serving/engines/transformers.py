@@ -4,7 +4,11 @@ The Serve replica (``serving/deployment.py``) collects concurrent requests
 with ``@serve.batch`` and hands them here. Requests are left-padded into one
 ``generate`` call per group of equal sampling settings; each row stops on its
 own (EOS, its own ``max_tokens`` or one of its stop strings), so one long
-answer does not make the short ones in the batch pay for extra text.
+answer does not make the short ones in the batch pay for extra text. Prompts
+of very different lengths go into separate ``generate`` calls
+(:func:`length_buckets`): left padding a 200-token prompt to 7,000 tokens
+costs more than decoding it on its own (measured: one 7.5k-token prompt
+batched with three short ones took 173 s, the same four apart about 35 s).
 """
 
 from __future__ import annotations
@@ -36,6 +40,23 @@ class _RowStopper:
                     text = self.tokenizer.decode(tail[row], skip_special_tokens=True)
                     done[row] = any(s in text for s in stops)
         return done
+
+
+def length_buckets(lengths: list[int], *, max_ratio: float = 1.5, slack_tokens: int = 256) -> list[list[int]]:
+    """Indices grouped so that no prompt is padded far beyond its own length.
+
+    Sorted by length, a new bucket starts when a prompt is longer than
+    ``max_ratio`` × the bucket's shortest plus ``slack_tokens`` (the slack keeps
+    short prompts, whose padding is cheap, together).
+    """
+    buckets: list[list[int]] = []
+    shortest = 0
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if not buckets or lengths[index] > shortest * max_ratio + slack_tokens:
+            buckets.append([])
+            shortest = lengths[index]
+        buckets[-1].append(index)
+    return buckets
 
 
 class TransformersEngine:
@@ -86,10 +107,12 @@ class TransformersEngine:
             p = request.params
             key = (p.greedy, p.temperature, p.top_p, p.seed)
             groups.setdefault(key, []).append(index)
-        for indices in groups.values():
-            for index, result in zip(indices, self._generate_group([requests[i] for i in indices],
-                                                                   [encoded[i] for i in indices])):
-                results[index] = result
+        for group in groups.values():
+            for bucket in length_buckets([len(encoded[i]) for i in group]):
+                indices = [group[i] for i in bucket]
+                for index, result in zip(indices, self._generate_group([requests[i] for i in indices],
+                                                                       [encoded[i] for i in indices])):
+                    results[index] = result
         return results
 
     @torch.inference_mode()
