@@ -154,12 +154,12 @@ def flops_per_token(config, seq_len: int) -> float:
     return 6 * matmul_params + attention
 
 
-def memory_per_worker(base: dict, seq_len: int) -> None:
+def memory_per_worker(base: dict, seq_len: int, worker_counts: list[int]) -> None:
     """Table (a)."""
     print(f"\n(a) peak memory per worker, SmolLM2-135M, {seq_len} tokens in total, forward + backward")
     print(f"{'workers':>8} {'tokens/worker':>14} {'peak MB':>9} {'step MB':>9} {'peak ratio':>11} {'step ratio':>11}")
     reference = None
-    for workers in (1, 2, 4):
+    for workers in worker_counts:
         result = run({**base, "mode": "ring", "seq_len": seq_len}, workers)
         step_mb = result["peak_mb"] - result["before_mb"]
         reference = reference or (result["peak_mb"], step_mb)
@@ -219,7 +219,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short sequences (smoke run)")
     parser.add_argument("--memory-seq-len", type=int, default=None, help="total length for table (a)")
+    parser.add_argument("--memory-workers", default="1,2,4", help="worker counts for table (a)")
     parser.add_argument("--cap-mb", type=float, default=None, help="per-process memory cap for table (b)")
+    parser.add_argument("--tables", default="abc", help="which tables to run, e.g. 'a' or 'bc'")
     args = parser.parse_args()
 
     from transformers import AutoConfig
@@ -232,10 +234,14 @@ def main() -> None:
     setups = [("plain transformers, 1 process", "plain", 1), ("ray_lcb, 1 worker", "ring", 1),
               ("ray_lcb, 2 sp workers", "ring", 2)]
     print(f"load average at start: {os.getloadavg()[0]:.1f} (other processes share these cores)")
-    memory_per_worker(base, args.memory_seq_len or (256 if args.quick else 2048))
-    longest_sequences(base, setups, [128, 256, 512] if args.quick else [512, 1024, 2048, 4096],
-                      args.cap_mb or (3000 if args.quick else 3800))
-    throughput(base, AutoConfig.from_pretrained(model_path), setups, 256 if args.quick else 512)
+    if "a" in args.tables:
+        memory_per_worker(base, args.memory_seq_len or (256 if args.quick else 2048),
+                          [int(n) for n in args.memory_workers.split(",")])
+    if "b" in args.tables:
+        longest_sequences(base, setups, [128, 256, 512] if args.quick else [512, 1024, 2048, 4096],
+                          args.cap_mb or (3000 if args.quick else 3800))
+    if "c" in args.tables:
+        throughput(base, AutoConfig.from_pretrained(model_path), setups, 256 if args.quick else 512)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     print(f"\ntotal bench time {time.perf_counter() - started:.0f} s")
 

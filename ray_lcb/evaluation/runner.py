@@ -97,18 +97,24 @@ def evaluate(config: EvaluationConfig, generate: GenerateFn, out_dir: str | Path
     predictions_file = out / "predictions.jsonl"
     predictions_file.write_text("")
 
+    cells = []
     for task in ruler_tasks:
         for length in ruler_lengths:
             samples = build_ruler_samples(task, length, config.num_samples, renderer, seed=config.seed,
                                           squad_path=config.squad_path, hotpotqa_path=config.hotpotqa_path)
             _write_jsonl(out / "samples" / f"{task}_{length}.jsonl", samples)
-            replies = _run(generate, renderer, samples, [f"{task}/{length}/{s['index']}" for s in samples])
-            rows = [_score_ruler(s, reply) for s, reply in zip(samples, replies)]
-            _append_jsonl(predictions_file, rows)
-            results["scores"].setdefault(task, {})[str(length)] = task_score(r["score"] / 100 for r in rows)
-            results["nulls"].setdefault(task, {})[str(length)] = sum(r["prediction"] == "" for r in rows)
-            results["errors"].setdefault(task, {})[str(length)] = sum(r["error"] is not None for r in rows)
-            logger.info("%s @ %d: %.2f", task, length, results["scores"][task][str(length)])
+            cells.append((task, length, samples))
+    # One generate call for every RULER sample, so the replica can batch across tasks and lengths.
+    all_samples = [s for _, _, samples in cells for s in samples]
+    all_replies = iter(_run(generate, renderer, all_samples,
+                            [f"{task}/{length}/{s['index']}" for task, length, samples in cells for s in samples]))
+    for task, length, samples in cells:
+        rows = [_score_ruler(s, next(all_replies)) for s in samples]
+        _append_jsonl(predictions_file, rows)
+        results["scores"].setdefault(task, {})[str(length)] = task_score(r["score"] / 100 for r in rows)
+        results["nulls"].setdefault(task, {})[str(length)] = sum(r["prediction"] == "" for r in rows)
+        results["errors"].setdefault(task, {})[str(length)] = sum(r["error"] is not None for r in rows)
+        logger.info("%s @ %d: %.2f", task, length, results["scores"][task][str(length)])
     _summarise_ruler(results, ruler_tasks, ruler_lengths)
 
     if NIAH_TASK in tasks:
@@ -212,37 +218,41 @@ def _run_niah(config: EvaluationConfig, generate: GenerateFn, renderer: PromptRe
               out: Path, predictions_file: Path, model_ref: str) -> dict:
     cfg = config.niah
     cells, errors, unparsable = [], 0, 0
+    samples = []
     for length in lengths:
-        samples = [_niah_sample(config, renderer, length, depth, index)
-                   for depth in cfg.depths for index in range(cfg.num_samples)]
-        _write_jsonl(out / "samples" / f"niah_{length}.jsonl", samples)
-        ids = [f"niah/{length}/{s['depth']:g}/{s['index']}" for s in samples]
-        replies = _run(generate, renderer, samples, ids)
-        judged: list[int | None] = [None] * len(samples)
-        if cfg.scoring == "judge":
-            todo = [i for i, r in enumerate(replies) if not r["error"]]
-            prompts = [renderer.render(niah_mod.judge_prompt(cfg.question, cfg.needle, replies[i]["text"]),
-                                       niah_mod.JUDGE_ANSWER_PREFIX) for i in todo]
-            verdicts = _run(generate, renderer, [samples[i] for i in todo], [ids[i] + "/judge" for i in todo],
-                            prompts, [cfg.judge_max_tokens] * len(todo))
-            for i, verdict in zip(todo, verdicts):
-                judged[i] = None if verdict["error"] else niah_mod.parse_judge_score(verdict["text"])
-        rows = []
-        for i, (sample, reply) in enumerate(zip(samples, replies)):
-            if reply["error"]:
-                score = 0.0
-                errors += 1
-            elif cfg.scoring == "judge":
-                score = None if judged[i] is None else 10.0 * judged[i]
-                unparsable += judged[i] is None
-            else:
-                score = niah_mod.substring_score(reply["text"], cfg.key_facts)
-            cells.append({"length": length, "depth": sample["depth"], "index": sample["index"], "score": score})
-            rows.append({"id": ids[i], "task": NIAH_TASK, "length": length, "index": sample["index"],
-                         "depth": sample["depth"], "prediction": postprocess_prediction(reply["text"]),
-                         "answers": sample["answers"], "score": score, "judge_score": judged[i],
-                         "error": reply["error"]})
-        _append_jsonl(predictions_file, rows)
+        per_length = [_niah_sample(config, renderer, length, depth, index)
+                      for depth in cfg.depths for index in range(cfg.num_samples)]
+        _write_jsonl(out / "samples" / f"niah_{length}.jsonl", per_length)
+        samples += per_length
+    # One generate call for the whole grid, so the replica can batch across lengths.
+    ids = [f"niah/{s['length']}/{s['depth']:g}/{s['index']}" for s in samples]
+    replies = _run(generate, renderer, samples, ids)
+    judged: list[int | None] = [None] * len(samples)
+    if cfg.scoring == "judge":
+        todo = [i for i, r in enumerate(replies) if not r["error"]]
+        prompts = [renderer.render(niah_mod.judge_prompt(cfg.question, cfg.needle, replies[i]["text"]),
+                                   niah_mod.JUDGE_ANSWER_PREFIX) for i in todo]
+        verdicts = _run(generate, renderer, [samples[i] for i in todo], [ids[i] + "/judge" for i in todo],
+                        prompts, [cfg.judge_max_tokens] * len(todo))
+        for i, verdict in zip(todo, verdicts):
+            judged[i] = None if verdict["error"] else niah_mod.parse_judge_score(verdict["text"])
+    rows = []
+    for i, (sample, reply) in enumerate(zip(samples, replies)):
+        if reply["error"]:
+            score = 0.0
+            errors += 1
+        elif cfg.scoring == "judge":
+            score = None if judged[i] is None else 10.0 * judged[i]
+            unparsable += judged[i] is None
+        else:
+            score = niah_mod.substring_score(reply["text"], cfg.key_facts)
+        cells.append({"length": sample["length"], "depth": sample["depth"], "index": sample["index"],
+                      "score": score})
+        rows.append({"id": ids[i], "task": NIAH_TASK, "length": sample["length"], "index": sample["index"],
+                     "depth": sample["depth"], "prediction": postprocess_prediction(reply["text"]),
+                     "answers": sample["answers"], "score": score, "judge_score": judged[i],
+                     "error": reply["error"]})
+    _append_jsonl(predictions_file, rows)
     plot_niah_heatmap(cells, out / "niah_heatmap.png", model_name=model_ref)
     lengths_sorted, depths, grid = score_grid(cells)
     scored = [c["score"] for c in cells if c["score"] is not None]
