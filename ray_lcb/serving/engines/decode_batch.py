@@ -1,0 +1,84 @@
+"""The KV cache of the rows being decoded together, which rows may join or leave at any step.
+
+Each row's cache comes from its own prefill (no padding). Joining left-pads
+the shorter side's keys/values to a common width and concatenates along the
+batch; the attention mask hides the padding and explicit per-row position ids
+keep each row's rotary positions its own, so padding never shifts a row.
+Leaving selects the remaining rows and drops the leading columns that are
+padding for all of them, so a long row that finished stops costing the
+others attention over its width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+
+def check_full_attention(config) -> None:
+    """Raise unless every cache layer of ``config``'s model is a plain growing KV layer.
+
+    Sliding-window (and other) layers keep their own bookkeeping that left
+    padding and row selection would break.
+    """
+    kinds = {type(layer).__name__ for layer in DynamicCache(config=config).layers}
+    if kinds != {DynamicLayer.__name__}:
+        raise ValueError(f"continuous batching supports full-attention KV caches only, this model has {sorted(kinds)}")
+
+
+def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:
+    """[batch, heads, seq, dim] zero-padded on the left of ``seq`` to ``width``."""
+    return F.pad(states, (0, 0, width - states.shape[-2], 0))
+
+
+class DecodeBatch:
+    """Running rows: one batched ``DynamicCache`` plus each row's real length in it."""
+
+    def __init__(self, model):
+        self.model = model
+        self.cache: DynamicCache | None = None
+        self.lengths: list[int] = []  # real (non-padding) tokens of each row in the cache
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def width(self) -> int:
+        return self.cache.get_seq_length() if self.cache is not None else 0
+
+    def add(self, cache: DynamicCache) -> None:
+        """Append a row whose ``cache`` holds its prompt (batch of one, no padding)."""
+        length = cache.get_seq_length()
+        if self.cache is None:
+            self.cache, self.lengths = cache, [length]
+            return
+        width = max(self.width, length)
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
+            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+        self.lengths.append(length)
+
+    def step(self, tokens: list[int]) -> torch.Tensor:
+        """Feed one token per row; return the next-token logits, [rows, vocab]."""
+        device = self.model.device
+        lengths = torch.tensor(self.lengths, device=device)
+        width = self.width
+        mask = torch.arange(width + 1, device=device)[None, :] >= (width - lengths)[:, None]
+        out = self.model(input_ids=torch.tensor(tokens, device=device)[:, None], attention_mask=mask.long(),
+                         position_ids=lengths[:, None], cache=self.cache, use_cache=True)
+        self.lengths = [n + 1 for n in self.lengths]
+        return out.logits[:, -1]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (indices, in order) and trim padding no kept row needs."""
+        if not rows:
+            self.cache, self.lengths = None, []
+            return
+        self.cache.batch_select_indices(torch.tensor(rows, device=self.model.device))
+        self.lengths = [self.lengths[i] for i in rows]
+        trim = self.width - max(self.lengths)
+        if trim:
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[..., trim:, :]
+                layer.values = layer.values[..., trim:, :]

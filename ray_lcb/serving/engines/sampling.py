@@ -1,0 +1,38 @@
+"""Next-token choice for one row: greedy, or temperature + top-p from the row's own generator.
+
+Each sampled request draws from its own ``torch.Generator`` (seeded from the
+request's seed), so a seeded request gives the same text whatever other rows
+share its batch -- a shared global RNG would make it depend on them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ray_lcb.serving.protocol import SamplingParams
+
+
+def row_generator(params: SamplingParams, device: torch.device) -> torch.Generator | None:
+    """The request's RNG: seeded when it names a seed, fresh entropy otherwise; None for greedy."""
+    if params.greedy:
+        return None
+    generator = torch.Generator(device=device)
+    if params.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(params.seed)
+    return generator
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """One token id from ``logits`` ([vocab]) under ``params``."""
+    if params.greedy:
+        return int(logits.argmax())
+    logits = logits.float() / params.temperature
+    if params.top_p < 1:
+        ordered, order = logits.sort(descending=True)
+        probs = ordered.softmax(-1)
+        # Keep the smallest prefix of tokens whose mass reaches top_p (the top token always stays).
+        drop = probs.cumsum(-1) - probs >= params.top_p
+        logits[order[drop]] = float("-inf")
+    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
