@@ -3,8 +3,8 @@
     HF_HUB_OFFLINE=1 python bench/serving.py [--prompts 16] [--max-tokens 64] [--batch 8]
 
 Both runs send the same prompts to the same deployment (SmolLM2-135M-Instruct,
-greedy); the concurrent run lets ``@serve.batch`` merge them. Prints tokens/s
-of each and their ratio, measured in this run.
+greedy); in the concurrent run the replica decodes them together (continuous
+batching). Prints tokens/s of each and their ratio, measured in this run.
 """
 
 import argparse
@@ -42,7 +42,7 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
-    cfg = LLMServingConfig(max_batch_size=args.batch, batch_wait_timeout_s=0.05)
+    cfg = LLMServingConfig(max_batch_size=args.batch)
     start_llm_service(cfg)
     client = LLMClient(cfg)
     prompts = [f"Write three sentences about {TOPICS[i % len(TOPICS)]}." for i in range(args.prompts)]

@@ -20,9 +20,9 @@ class LLMServingConfig(ComponentConfig):
     max_ongoing_requests: int = Field(256, ge=1, description="Requests a replica accepts before Serve queues or rejects.")
     max_queued_requests: int = Field(
         -1, ge=-1, description="Requests queued per caller before Serve rejects with BackPressureError (-1: unbounded).")
-    max_batch_size: int = Field(8, ge=1, description="Transformers engine: most requests decoded together.")
-    batch_wait_timeout_s: float = Field(
-        0.02, ge=0, description="Transformers engine: how long a batch waits to fill before it starts.")
+    max_batch_size: int = Field(
+        8, ge=1, description="Transformers engine: most requests decoded together (continuous batching: "
+                             "requests join and leave the running batch at every step).")
     max_model_len: int | None = Field(
         None, ge=64, description="Prompt + output token limit per request (None: the model's max_position_embeddings).")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(

@@ -4,14 +4,14 @@ It mimics the interface of ray.serve.llm's ``LLMServer`` -- async-generator
 ``chat``/``completions`` methods taking OpenAI-shaped requests -- so Ray
 Data's ``ServeDeploymentProcessorConfig``, :class:`~ray_lcb.serving.client.LLMClient`
 and HTTP clients talk to it exactly as they talk to vLLM replicas.
-Concurrent requests from any number of callers are merged by ``@serve.batch``
-into one ``generate`` call (dynamic batching).
+Requests from any number of callers go straight to the engine's continuous
+batcher, which decodes them together and lets each join and leave the running
+batch at any step (no batch window to wait for).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -35,29 +35,11 @@ class TransformersLLMServer:
         self.model_name = cfg.model
         threads = cfg.num_threads or max(1, int(cfg.num_cpus_per_replica))
         self.engine = TransformersEngine(str(resolve_model(cfg.model)), dtype=cfg.dtype,
-                                         max_model_len=cfg.max_model_len, num_threads=threads)
-        self._generate_batch.set_max_batch_size(cfg.max_batch_size)
-        self._generate_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
-        self.batch_sizes: list[int] = []  # observed batch sizes, for tests and benchmarks
-        self.batch_log: list[dict] = []  # per batch: size, seconds, prompt and completion tokens
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _generate_batch(self, requests: list[GenerationRequest]) -> list:
-        self.batch_sizes.append(len(requests))
-        started = time.perf_counter()
-        # In a thread, so health checks and new requests are served meanwhile.
-        results = await asyncio.to_thread(self.engine.generate, requests)
-        done = [r for r in results if not isinstance(r, Exception)]
-        self.batch_log.append({"size": len(requests), "seconds": round(time.perf_counter() - started, 3),
-                               "prompt_tokens": sum(r.prompt_tokens for r in done),
-                               "completion_tokens": sum(r.completion_tokens for r in done)})
-        return results
+                                         max_model_len=cfg.max_model_len, num_threads=threads,
+                                         max_batch_size=cfg.max_batch_size)
 
     async def _generate(self, request: GenerationRequest):
-        result = await self._generate_batch(request)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await asyncio.wrap_future(self.engine.submit(request))
 
     async def chat(self, request: dict):
         """Async generator (as LLMServer.chat): yields one OpenAI chat.completion dict."""
@@ -68,7 +50,13 @@ class TransformersLLMServer:
         yield completion_response(await self._generate(parse_request(request, chat=False)), self.model_name)
 
     async def stats(self) -> dict:
-        return {"batch_sizes": list(self.batch_sizes), "batches": list(self.batch_log)}
+        """For tests and benchmarks. ``batch_sizes``: per admission round (requests joining the
+        decode batch), the rows decoded together right after it; ``batches``: those rounds in
+        full (rows admitted, their prompt tokens, prefill seconds); ``decode_steps``: decode
+        steps counted by the number of rows they decoded together."""
+        stats = self.engine.stats()
+        return {"batch_sizes": [a["size"] for a in stats["admissions"]], "batches": stats["admissions"],
+                "decode_steps": stats["decode_steps"]}
 
     async def info(self) -> dict:
         """The serving config this replica was built from (launch.py checks it before reuse)."""

@@ -15,7 +15,7 @@ QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What i
 
 @pytest.fixture(scope="module")
 def llm(ray_session):
-    cfg = LLMServingConfig(max_batch_size=8, batch_wait_timeout_s=0.1)
+    cfg = LLMServingConfig(max_batch_size=8)
     handle = start_llm_service(cfg)
     yield cfg, handle
 
