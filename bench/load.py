@@ -60,7 +60,8 @@ async def fire(client: LLMClient, num_requests: int, max_tokens: int, concurrent
 
 
 def _batch_sizes(cfg: LLMServingConfig) -> list[int]:
-    """Sizes of the batches the CPU replica has decoded so far (vLLM replicas do not report them)."""
+    """Rows the CPU replica decoded together after each admission of new requests, so far
+    (vLLM replicas do not report them)."""
     if cfg.engine != "transformers":
         return []
     return serve.get_deployment_handle(cfg.deployment_name, cfg.app_name).stats.remote().result()["batch_sizes"]
