@@ -150,8 +150,8 @@ class ContinuousBatcher:
         prompt = self._encode(request)
         device = self._model.device
         cache = DynamicCache(config=self._model.config)
-        logits = self._model(input_ids=torch.tensor([prompt], device=device), cache=cache, use_cache=True,
-                             logits_to_keep=1).logits[0, -1]
+        logits = self._model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1,
+                             **{self._batch.cache_keyword: cache}).logits[0, -1]
         return _Row(request, future, len(prompt), row_generator(request.params, device)), cache, logits
 
     def _decode(self) -> None:

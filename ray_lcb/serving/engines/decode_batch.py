@@ -11,6 +11,8 @@ others attention over its width.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -27,6 +29,11 @@ def check_full_attention(config) -> None:
         raise ValueError(f"continuous batching supports full-attention KV caches only, this model has {sorted(kinds)}")
 
 
+def cache_keyword(model) -> str:
+    """Name of the forward's KV-cache argument (``cache`` in recent transformers 5.x, ``past_key_values`` before)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:
     """[batch, heads, seq, dim] zero-padded on the left of ``seq`` to ``width``."""
     return F.pad(states, (0, 0, width - states.shape[-2], 0))
@@ -37,6 +44,7 @@ class DecodeBatch:
 
     def __init__(self, model):
         self.model = model
+        self.cache_keyword = cache_keyword(model)
         self.cache: DynamicCache | None = None
         self.lengths: list[int] = []  # real (non-padding) tokens of each row in the cache
 
@@ -66,7 +74,7 @@ class DecodeBatch:
         width = self.width
         mask = torch.arange(width + 1, device=device)[None, :] >= (width - lengths)[:, None]
         out = self.model(input_ids=torch.tensor(tokens, device=device)[:, None], attention_mask=mask.long(),
-                         position_ids=lengths[:, None], cache=self.cache, use_cache=True)
+                         position_ids=lengths[:, None], use_cache=True, **{self.cache_keyword: self.cache})
         self.lengths = [n + 1 for n in self.lengths]
         return out.logits[:, -1]
 
