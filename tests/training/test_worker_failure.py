@@ -17,19 +17,7 @@ import torch
 
 from ray_lcb.training import TrainingConfig, train
 from ray_lcb.training.checkpoint import CheckpointError, check_checkpoint
-from test_loop_ray import _losses, chat_data, tiny_model_dir  # noqa: F401 -- fixtures shared with the relaunch test
-
-STAGE = "stage0-64"
-
-
-def _config(model_dir, *, kill: bool, max_failures: int = 1) -> TrainingConfig:
-    return TrainingConfig.model_validate({
-        "model": str(model_dir), "sequence_parallel": 2, "data_parallel": 1, "cpus_per_worker": 0.5,
-        "checkpoint_every": 1, "keep_checkpoints": 2, "loss_chunk_tokens": 32, "long_min_tokens": 100,
-        "max_failures": max_failures,
-        "stages": [{"seq_len": 64, "steps": 4, "learning_rate": 3e-3, "warmup_steps": 1,
-                    "kill_worker_after_step": 2 if kill else None}],
-    })
+from tiny_training import STAGE0, losses, tiny_config
 
 
 def _weights(checkpoint: str) -> dict[str, torch.Tensor]:
@@ -38,31 +26,22 @@ def _weights(checkpoint: str) -> dict[str, torch.Tensor]:
     return AutoModelForCausalLM.from_pretrained(checkpoint, use_safetensors=True).state_dict()
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(ray_session, tiny_model_dir, chat_data, tmp_path_factory):  # noqa: F811
-    """The stage without faults: its run directory, progress lines, summary and final weights."""
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    lines: list[str] = []
-    summary = train(_config(tiny_model_dir, kill=False), chat_data, run_dir, progress=lines.append)
-    return {"run_dir": run_dir, "lines": lines, "summary": summary,
-            "weights": _weights(summary["final_checkpoint"])}
-
-
 def test_killed_worker_restarts_from_the_latest_checkpoint_and_matches_an_uninterrupted_run(
-        ray_session, tiny_model_dir, chat_data, uninterrupted, tmp_path):  # noqa: F811
+        ray_session, tiny_model_dir, chat_data, uninterrupted, tmp_path):
     lines: list[str] = []
-    summary = train(_config(tiny_model_dir, kill=True), chat_data, tmp_path / "run", progress=lines.append)
+    config = tiny_config(tiny_model_dir, kill_worker_after_step=2, max_failures=1)
+    summary = train(config, chat_data, tmp_path / "run", progress=lines.append)
 
     # The worker really died mid-step 3, and a new worker group resumed after step 2 within the same train().
     kills = [i for i, line in enumerate(lines) if re.search(r"worker rank 1 \(pid \d+\) kills itself in step 3", line)]
     resumes = [i for i, line in enumerate(lines) if "resuming after step" in line]
     assert len(kills) == 1 and len(resumes) == 1 and kills[0] < resumes[0], lines
     assert re.search(r"resuming after step 2 from checkpoint \S*step-000002$", lines[resumes[0]])
-    steps = [int(m[1]) for m in (re.search(rf"\[{STAGE}\] step (\d+)/4 loss", line) for line in lines) if m]
+    steps = [int(m[1]) for m in (re.search(rf"\[{STAGE0}\] step (\d+)/4 loss", line) for line in lines) if m]
     assert steps == [1, 2, 3, 4]  # step 3 of the killed attempt never finished; nothing was repeated after it
 
     # Same samples, learning rates and optimizer state after the restart: same losses, same weights.
-    assert _losses(lines, STAGE) == pytest.approx(_losses(uninterrupted["lines"], STAGE), abs=1e-4)
+    assert losses(lines, STAGE0) == pytest.approx(losses(uninterrupted["lines"], STAGE0), abs=1e-4)
     assert summary["stages"][0]["steps"] == 4
     restarted = _weights(summary["final_checkpoint"])
     assert restarted.keys() == uninterrupted["weights"].keys()
@@ -72,16 +51,16 @@ def test_killed_worker_restarts_from_the_latest_checkpoint_and_matches_an_uninte
 
 @pytest.mark.parametrize("file_name", ["model.safetensors", "train_state.json"])
 def test_damaged_latest_checkpoint_is_reported_by_file_name(
-        ray_session, tiny_model_dir, chat_data, uninterrupted, file_name):  # noqa: F811
+        ray_session, tiny_model_dir, chat_data, uninterrupted, file_name):
     # The driver died after the last report, before recording the stage: a relaunch resumes from step 4.
-    stage_dir = uninterrupted["run_dir"] / STAGE
+    stage_dir = uninterrupted["run_dir"] / STAGE0
     summary_path, damaged = stage_dir / "stage_summary.json", stage_dir / "step-000004" / file_name
     summary_text, content = summary_path.read_text(), damaged.read_bytes()
     summary_path.unlink()
     damaged.write_bytes(content[: len(content) // 2])
     try:
         with pytest.raises(CheckpointError) as caught:
-            train(_config(tiny_model_dir, kill=False, max_failures=0), chat_data, uninterrupted["run_dir"],
+            train(tiny_config(tiny_model_dir), chat_data, uninterrupted["run_dir"],
                   progress=lambda line: None)
     finally:
         damaged.write_bytes(content)
@@ -98,7 +77,7 @@ def test_damaged_latest_checkpoint_is_reported_by_file_name(
 ])
 def test_check_checkpoint_names_a_truncated_file(uninterrupted, tmp_path, file_name, reason):
     # step-000003 is a mid-stage checkpoint, so it also holds the optimizer state.
-    folder = shutil.copytree(uninterrupted["run_dir"] / STAGE / "step-000003", tmp_path / "step-000003")
+    folder = shutil.copytree(uninterrupted["run_dir"] / STAGE0 / "step-000003", tmp_path / "step-000003")
     assert check_checkpoint(folder)["step"] == 3
     path = folder / file_name
     path.write_bytes(path.read_bytes()[:-10])
