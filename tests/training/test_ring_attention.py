@@ -96,13 +96,18 @@ def test_math_kernel_matches_cpu_flash_kernel(causal):
     """The fallback block kernel (non-CPU devices) agrees with PyTorch's CPU flash kernel, lse included."""
     q, dout = torch.randn(2, 12, 6, 20), torch.randn(2, 12, 6, 20)
     k, v = torch.randn(2, 12, 2, 20), torch.randn(2, 12, 2, 20)
-    out, lse = ring_module.block_forward(q, k, v, causal, 0.3)
-    out_m, lse_m = ring_module._math_block_forward(q, k, v, causal, 0.3)
+    assert_block_kernel_matches_math(q, k, v, dout, causal, 0.3, grad_atol=1e-5)
+
+
+def assert_block_kernel_matches_math(q, k, v, dout, causal, scale, *, grad_atol):
+    """The dispatched block kernel (CPU flash, CUDA fused) equals the math path, lse and gradients included."""
+    out, lse = ring_module.block_forward(q, k, v, causal, scale)
+    out_m, lse_m = ring_module._math_block_forward(q, k, v, causal, scale)
     assert torch.allclose(out, out_m, atol=1e-5) and torch.allclose(lse, lse_m, atol=1e-5)
-    grads = ring_module.block_backward(dout, q, k, v, out, lse, causal, 0.3)
-    grads_m = ring_module._math_block_backward(dout, q, k, v, out, lse, causal, 0.3)
-    for g, g_m in zip(grads, grads_m):
-        assert torch.allclose(g, g_m, atol=1e-5)
+    grads = ring_module.block_backward(dout, q, k, v, out, lse, causal, scale)
+    grads_m = ring_module._math_block_backward(dout, q, k, v, out, lse, causal, scale)
+    for grad, grad_m in zip(grads, grads_m):
+        assert torch.allclose(grad, grad_m, atol=grad_atol)
 
 
 def test_merge_is_stable_for_large_lse_gaps():
