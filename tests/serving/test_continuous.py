@@ -72,3 +72,37 @@ def test_seeded_sampling_does_not_depend_on_batch_company(engine):
                _chat("Name a primary colour.", max_tokens=8)]
     together = engine.generate([company[0], seeded, company[1]])[1]
     assert together.text == alone.text
+
+
+def test_decode_batch_grows_its_cache_in_place_and_matches_uncached_greedy_decoding(engine, monkeypatch):
+    import torch
+    from transformers.cache_utils import DynamicCache
+
+    from ray_lcb.serving.engines import decode_batch
+
+    monkeypatch.setattr(decode_batch, "_SPARE_COLUMNS", 3)  # reallocate every few steps, not every 256
+    model = engine.batcher._model
+    prompts = [[1, 504, 3458, 282, 260, 1345, 30], [1, 2683, 314, 3158, 47, 5099, 28, 253, 2745, 1029, 30, 216]]
+    expected = []
+    with torch.inference_mode():
+        for prompt in prompts:  # the reference: a full forward over the whole sequence for every token
+            ids = list(prompt)
+            for _ in range(10):
+                ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+            expected.append(ids[len(prompt):])
+        batch, tokens = decode_batch.DecodeBatch(model), []
+        for prompt in prompts:
+            cache = DynamicCache(config=model.config)
+            logits = model(input_ids=torch.tensor([prompt]), use_cache=True, **{batch.cache_keyword: cache}).logits
+            batch.add(cache)
+            tokens.append([int(logits[0, -1].argmax())])
+        layer = batch.cache.layers[0]
+        buffers_seen = set()
+        for _ in range(9):
+            logits = batch.step([row[-1] for row in tokens])
+            for row, row_logits in zip(tokens, logits):
+                row.append(int(row_logits.argmax()))
+            buffers_seen.add(layer._buffers[0].data_ptr())
+            assert layer.keys.data_ptr() == layer._buffers[0].data_ptr()  # a view, not a copy
+    assert tokens == expected
+    assert len(buffers_seen) >= 2  # it did run out of spare columns and reallocated

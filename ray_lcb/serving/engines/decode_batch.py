@@ -7,6 +7,11 @@ keep each row's rotary positions its own, so padding never shifts a row.
 Leaving selects the remaining rows and drops the leading columns that are
 padding for all of them, so a long row that finished stops costing the
 others attention over its width.
+
+Between joins and leaves the cache grows in place: its layers keep spare
+columns at the end, so a decode step writes one new column instead of
+copying the whole cache (transformers' ``DynamicLayer`` concatenates every
+step: 40% of a 6-row step over 1.5k-token rows, measured).
 """
 
 from __future__ import annotations
@@ -39,6 +44,43 @@ def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:
     return F.pad(states, (0, 0, width - states.shape[-2], 0))
 
 
+_SPARE_COLUMNS = 256  # decode steps between two reallocations of a layer's buffers
+
+
+class _GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose ``keys``/``values`` are views into buffers with spare columns.
+
+    ``DecodeBatch`` may replace ``keys``/``values`` with new tensors (join, leave, trim); the
+    next ``update`` then copies them into fresh buffers once.
+    """
+
+    @classmethod
+    def adopt(cls, layer: DynamicLayer) -> "_GrowingLayer":
+        grown = cls()
+        grown.__dict__.update(layer.__dict__)
+        grown._buffers = None
+        return grown
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        width, new = self.keys.shape[-2], key_states.shape[-2]
+        if self._buffers is None or self._buffers[2] is not self.keys or width + new > self._buffers[0].shape[-2]:
+            self._reallocate(width + new + _SPARE_COLUMNS)
+        keys, values, _ = self._buffers
+        keys[..., width:width + new, :] = key_states
+        values[..., width:width + new, :] = value_states
+        self.keys, self.values = keys[..., :width + new, :], values[..., :width + new, :]
+        self._buffers = (keys, values, self.keys)
+        return self.keys, self.values
+
+    def _reallocate(self, capacity: int) -> None:
+        width = self.keys.shape[-2]
+        keys = self.keys.new_empty((*self.keys.shape[:-2], capacity, self.keys.shape[-1]))
+        values = self.values.new_empty((*self.values.shape[:-2], capacity, self.values.shape[-1]))
+        keys[..., :width, :] = self.keys
+        values[..., :width, :] = self.values
+        self._buffers = (keys, values, None)
+
+
 class DecodeBatch:
     """Running rows: one batched ``DynamicCache`` plus each row's real length in it."""
 
@@ -59,6 +101,7 @@ class DecodeBatch:
         """Append a row whose ``cache`` holds its prompt (batch of one, no padding)."""
         length = cache.get_seq_length()
         if self.cache is None:
+            cache.layers = [_GrowingLayer.adopt(layer) for layer in cache.layers]
             self.cache, self.lengths = cache, [length]
             return
         width = max(self.width, length)
