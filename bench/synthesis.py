@@ -11,7 +11,12 @@ Both make the same number of long-input samples with the same model
   that batches concurrent requests), timed after the deployment is up and the
   index is built, so both sides measure the workflow itself.
 
-Prints samples/min and LLM completion tokens/s of each, and their ratios.
+Prints samples/min and LLM completion tokens/s of each, and their ratios, and
+where each side's time went, from the engine's own log: seconds spent reading
+prompts (prefill, one prompt at a time on both sides) and the mean number of
+rows per decode step. Prefill is compute-bound on CPU, so batching cannot
+shorten it: ``naive seconds / naive prefill seconds`` is the most any schedule
+of the same work could gain, and the line "bound" prints it.
 """
 
 import argparse
@@ -43,7 +48,22 @@ class SequentialClient:
         return LLMReply(result.text, result.finish_reason, result.completion_tokens)
 
 
-def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float]:
+def engine_time(stats: dict) -> dict:
+    """Prefill seconds, prompt tokens and mean decode rows from an engine's ``stats()``."""
+    steps = {int(rows): count for rows, count in stats["decode_steps"].items()}
+    return {"prefill_s": sum(a["seconds"] for a in stats["admissions"]),
+            "prompt_tokens": sum(a["prompt_tokens"] for a in stats["admissions"]),
+            "decode_steps": sum(steps.values()),
+            "mean_rows": sum(r * c for r, c in steps.items()) / max(1, sum(steps.values()))}
+
+
+def stats_since(before: dict, after: dict) -> dict:
+    """The part of a cumulative stats log recorded after ``before``."""
+    steps = {rows: count - before["decode_steps"].get(rows, 0) for rows, count in after["decode_steps"].items()}
+    return {"admissions": after["batches"][len(before["batches"]):], "decode_steps": steps}
+
+
+def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float, dict]:
     from ray_lcb.synthesis.instruction_stage import InstructionStage
     from ray_lcb.synthesis.pipeline import prepare_cached_corpus
     from ray_lcb.synthesis.records import to_table
@@ -74,18 +94,25 @@ def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float]:
         kept += row["drop_reason"] is None
         tokens += row["llm_completion_tokens"]
         number += 1
-    return kept, tokens, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return kept, tokens, seconds, engine_time(engine.stats())
 
 
-def pipeline(cfg, num_samples: int) -> tuple[int, int, float]:
+def pipeline(cfg, num_samples: int) -> tuple[int, int, float, dict]:
+    from ray import serve
+
     from ray_lcb.synthesis.pipeline import SynthesisInputs, run_synthesis
+
+    replica = serve.get_deployment_handle(cfg.llm.deployment_name, cfg.llm.app_name)
+    before = replica.stats.remote().result()
 
     synthesis = cfg.synthesis.model_copy(update={"num_samples": num_samples})
     inputs = SynthesisInputs(corpus=cfg.corpus, llm=cfg.llm, index=cfg.index, seed=cfg.seed)
     with tempfile.TemporaryDirectory() as out:
         report = run_synthesis(synthesis, inputs, out, progress=lambda line: None)
     run = report["this_run"]
-    return run["samples_written"], run["llm_completion_tokens"], run["elapsed_s"]
+    used = engine_time(stats_since(before, replica.stats.remote().result()))
+    return run["samples_written"], run["llm_completion_tokens"], run["elapsed_s"], used
 
 
 def main():
@@ -97,6 +124,7 @@ def main():
     cfg = load_config(args.config, ["synthesis.num_long_output_samples=0", "synthesis.oversample=0.5", *args.overrides])
 
     import ray
+    from ray import serve
 
     from ray_lcb.runtime import init_ray
     from ray_lcb.serving.launch import start_llm_service
@@ -106,16 +134,22 @@ def main():
     prepared = prepare_cached_corpus(cfg.corpus)
     index_dir = ensure_index(prepared, cfg.corpus, cfg.index, cfg.synthesis.index_dir)
     start_llm_service(cfg.llm)
-    p_samples, p_tokens, p_s = pipeline(cfg, args.samples)
+    p_samples, p_tokens, p_s, p_used = pipeline(cfg, args.samples)
+    serve.shutdown()
     ray.shutdown()  # the baseline gets the whole machine
-    n_samples, n_tokens, n_s = naive(cfg, index_dir, args.samples)
+    n_samples, n_tokens, n_s, n_used = naive(cfg, index_dir, args.samples)
 
-    print(f"{'run':<22}{'samples':>8}{'seconds':>9}{'samples/min':>13}{'LLM tokens':>12}{'tokens/s':>10}")
-    for name, samples, tokens, seconds in [("naive sequential", n_samples, n_tokens, n_s),
-                                           ("ray pipeline", p_samples, p_tokens, p_s)]:
-        print(f"{name:<22}{samples:>8}{seconds:>9.1f}{samples / seconds * 60:>13.2f}{tokens:>12}{tokens / seconds:>10.1f}")
+    print(f"{'run':<18}{'samples':>8}{'seconds':>9}{'samples/min':>13}{'LLM tokens':>12}{'tokens/s':>10}"
+          f"{'prompt tokens':>15}{'prefill s':>11}{'decode steps':>14}{'rows/step':>11}")
+    for name, samples, tokens, seconds, used in [("naive sequential", n_samples, n_tokens, n_s, n_used),
+                                                 ("ray pipeline", p_samples, p_tokens, p_s, p_used)]:
+        print(f"{name:<18}{samples:>8}{seconds:>9.1f}{samples / seconds * 60:>13.2f}{tokens:>12}"
+              f"{tokens / seconds:>10.1f}{used['prompt_tokens']:>15}{used['prefill_s']:>11.1f}"
+              f"{used['decode_steps']:>14}{used['mean_rows']:>11.2f}")
     print(f"speed-up: samples/min {(p_samples / p_s) / (n_samples / n_s):.2f}x, "
           f"LLM tokens/s {(p_tokens / p_s) / (n_tokens / n_s):.2f}x")
+    print(f"bound: naive seconds / naive prefill seconds = {n_s / n_used['prefill_s']:.2f}x "
+          "(what any schedule would gain if decoding cost nothing)")
 
 
 if __name__ == "__main__":
