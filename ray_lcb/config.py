@@ -28,7 +28,9 @@ class RayConfig(ComponentConfig):
     address: str | None = Field(
         None, description="Ray cluster to join ('auto', ray://host:10001); None starts a local instance.")
     num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local instance (None: all cores).")
-    include_dashboard: bool = Field(False, description="Start the dashboard with a local instance.")
+    include_dashboard: bool = Field(
+        True, description="Start the dashboard with a local instance. Ray's state API runs in it; without it "
+                          "Ray Train's placement-group cleaner cannot watch its controller (and warns every second).")
     dashboard_host: str = Field("127.0.0.1", description="Dashboard bind address (localhost unless configured).")
 
 

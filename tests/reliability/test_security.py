@@ -13,6 +13,7 @@
 
 import ast
 import json
+import os
 import re
 import socket
 import subprocess
@@ -194,6 +195,29 @@ def test_dashboard_binds_to_loopback_by_default():
     head_starts = [c for c in cluster["head_start_ray_commands"] if "ray start" in c]
     assert head_starts and all("--dashboard-host=127.0.0.1" in c for c in head_starts)
     assert "0.0.0.0" not in (REPO / "cluster.yaml").read_text()
+
+
+_LOCAL_INSTANCE = """
+import json, ray
+from ray.util.state import list_actors
+from ray_lcb.config import RayConfig
+from ray_lcb.runtime import init_ray
+init_ray(RayConfig(num_cpus=1))
+url = ray.get_runtime_context().worker.node.address_info["webui_url"]
+print(json.dumps({"url": url, "state_api": isinstance(list_actors(), list)}))
+ray.shutdown()
+"""
+
+
+def test_a_local_instance_starts_its_dashboard_on_loopback_with_the_state_api():
+    # The default local instance runs the dashboard (Ray Train's placement-group cleaner needs
+    # its state API); it must listen on 127.0.0.1 only. A subprocess: this session's Ray is its own.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", _LOCAL_INSTANCE], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["url"].split("//")[-1].startswith("127.0.0.1:") and result["state_api"]
 
 
 # ------------------------------------------------------------------ no shell
