@@ -13,8 +13,9 @@ Both make the same number of long-input samples with the same model
 
 Prints samples/min and LLM completion tokens/s of each, and their ratios, and
 where each side's time went, from the engine's own log: seconds spent reading
-prompts (prefill, one prompt at a time on both sides) and the mean number of
-rows per decode step. Prefill is compute-bound on CPU, so batching cannot
+prompts (prefill, one prompt at a time on both sides), seconds spent in
+decode steps and their mean number of rows, and the rest ("engine idle":
+retrieval, stage and scheduling time while the engine waited for requests). Prefill is compute-bound on CPU, so batching cannot
 shorten it: ``naive seconds / naive prefill seconds`` is the most any schedule
 of the same work could gain, and the line "bound" prints it.
 """
@@ -49,18 +50,19 @@ class SequentialClient:
 
 
 def engine_time(stats: dict) -> dict:
-    """Prefill seconds, prompt tokens and mean decode rows from an engine's ``stats()``."""
+    """Prefill and decode seconds, prompt tokens and mean decode rows from an engine's ``stats()``."""
     steps = {int(rows): count for rows, count in stats["decode_steps"].items()}
     return {"prefill_s": sum(a["seconds"] for a in stats["admissions"]),
             "prompt_tokens": sum(a["prompt_tokens"] for a in stats["admissions"]),
-            "decode_steps": sum(steps.values()),
+            "decode_steps": sum(steps.values()), "decode_s": stats["decode_seconds"],
             "mean_rows": sum(r * c for r, c in steps.items()) / max(1, sum(steps.values()))}
 
 
 def stats_since(before: dict, after: dict) -> dict:
     """The part of a cumulative stats log recorded after ``before``."""
     steps = {rows: count - before["decode_steps"].get(rows, 0) for rows, count in after["decode_steps"].items()}
-    return {"admissions": after["batches"][len(before["batches"]):], "decode_steps": steps}
+    return {"admissions": after["batches"][len(before["batches"]):], "decode_steps": steps,
+            "decode_seconds": after["decode_seconds"] - before["decode_seconds"]}
 
 
 def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float, dict]:
@@ -140,12 +142,13 @@ def main():
     n_samples, n_tokens, n_s, n_used = naive(cfg, index_dir, args.samples)
 
     print(f"{'run':<18}{'samples':>8}{'seconds':>9}{'samples/min':>13}{'LLM tokens':>12}{'tokens/s':>10}"
-          f"{'prompt tokens':>15}{'prefill s':>11}{'decode steps':>14}{'rows/step':>11}")
+          f"{'prompt tokens':>15}{'prefill s':>11}{'decode steps':>14}{'rows/step':>11}{'decode s':>10}{'engine idle s':>15}")
     for name, samples, tokens, seconds, used in [("naive sequential", n_samples, n_tokens, n_s, n_used),
                                                  ("ray pipeline", p_samples, p_tokens, p_s, p_used)]:
         print(f"{name:<18}{samples:>8}{seconds:>9.1f}{samples / seconds * 60:>13.2f}{tokens:>12}"
               f"{tokens / seconds:>10.1f}{used['prompt_tokens']:>15}{used['prefill_s']:>11.1f}"
-              f"{used['decode_steps']:>14}{used['mean_rows']:>11.2f}")
+              f"{used['decode_steps']:>14}{used['mean_rows']:>11.2f}{used['decode_s']:>10.1f}"
+              f"{seconds - used['prefill_s'] - used['decode_s']:>15.1f}")
     print(f"speed-up: samples/min {(p_samples / p_s) / (n_samples / n_s):.2f}x, "
           f"LLM tokens/s {(p_tokens / p_s) / (n_tokens / n_s):.2f}x")
     print(f"bound: naive seconds / naive prefill seconds = {n_s / n_used['prefill_s']:.2f}x "

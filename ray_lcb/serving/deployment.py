@@ -53,10 +53,10 @@ class TransformersLLMServer:
         """For tests and benchmarks. ``batch_sizes``: per admission round (requests joining the
         decode batch), the rows decoded together right after it; ``batches``: those rounds in
         full (rows admitted, their prompt tokens, prefill seconds); ``decode_steps``: decode
-        steps counted by the number of rows they decoded together."""
+        steps counted by the number of rows they decoded together; ``decode_seconds``: their time."""
         stats = self.engine.stats()
         return {"batch_sizes": [a["size"] for a in stats["admissions"]], "batches": stats["admissions"],
-                "decode_steps": stats["decode_steps"]}
+                "decode_steps": stats["decode_steps"], "decode_seconds": stats["decode_seconds"]}
 
     async def info(self) -> dict:
         """The serving config this replica was built from (launch.py checks it before reuse)."""

@@ -69,6 +69,7 @@ class ContinuousBatcher:
         self._closed = False
         self._admissions: list[dict] = []
         self._step_rows: Counter = Counter()
+        self._decode_seconds = 0.0
         self._thread = threading.Thread(target=self._loop, name="continuous-batcher", daemon=True)
         self._thread.start()
 
@@ -91,9 +92,10 @@ class ContinuousBatcher:
     def stats(self) -> dict:
         """``admissions``: per admission round, ``size`` (rows in the decode batch right after it),
         ``admitted`` (requests prefilled), ``prompt_tokens`` and prefill ``seconds``;
-        ``decode_steps``: number of decode steps by rows decoded together."""
+        ``decode_steps``: number of decode steps by rows decoded together; ``decode_seconds``: their time."""
         with self._lock:
-            return {"admissions": list(self._admissions), "decode_steps": dict(self._step_rows)}
+            return {"admissions": list(self._admissions), "decode_steps": dict(self._step_rows),
+                    "decode_seconds": round(self._decode_seconds, 3)}
 
     @torch.inference_mode()
     def _loop(self) -> None:
@@ -156,7 +158,7 @@ class ContinuousBatcher:
 
     def _decode(self) -> None:
         """One token for every running row; retire the rows that stopped."""
-        rows = self._rows
+        rows, started = self._rows, time.perf_counter()
         try:
             logits = self._batch.step([row.tokens[-1] for row in rows])
             stopped = [self._advance(row, row_logits) for row, row_logits in zip(rows, logits)]
@@ -166,6 +168,7 @@ class ContinuousBatcher:
             return
         with self._lock:
             self._step_rows[len(rows)] += 1
+            self._decode_seconds += time.perf_counter() - started
         self._rows = [row for row, done in zip(rows, stopped) if not done]
         for row, done in zip(rows, stopped):
             if done:
