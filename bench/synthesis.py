@@ -15,9 +15,9 @@ Prints samples/min and LLM completion tokens/s of each, and their ratios, and
 where each side's time went, from the engine's own log: seconds spent reading
 prompts (prefill, one prompt at a time on both sides), seconds spent in
 decode steps and their mean number of rows, and the rest ("engine idle":
-retrieval, stage and scheduling time while the engine waited for requests). Prefill is compute-bound on CPU, so batching cannot
-shorten it: ``naive seconds / naive prefill seconds`` is the most any schedule
-of the same work could gain, and the line "bound" prints it.
+retrieval, stage and scheduling time while the engine waited for requests).
+Batching does not shorten prefill, so ``naive seconds / naive prefill
+seconds`` ("bound") is the most any schedule of the same work could gain.
 """
 
 import argparse
@@ -142,7 +142,8 @@ def main():
     n_samples, n_tokens, n_s, n_used = naive(cfg, index_dir, args.samples)
 
     print(f"{'run':<18}{'samples':>8}{'seconds':>9}{'samples/min':>13}{'LLM tokens':>12}{'tokens/s':>10}"
-          f"{'prompt tokens':>15}{'prefill s':>11}{'decode steps':>14}{'rows/step':>11}{'decode s':>10}{'engine idle s':>15}")
+          f"{'prompt tokens':>15}{'prefill s':>11}{'decode steps':>14}{'rows/step':>11}{'decode s':>10}"
+          f"{'engine idle s':>15}")
     for name, samples, tokens, seconds, used in [("naive sequential", n_samples, n_tokens, n_s, n_used),
                                                  ("ray pipeline", p_samples, p_tokens, p_s, p_used)]:
         print(f"{name:<18}{samples:>8}{seconds:>9.1f}{samples / seconds * 60:>13.2f}{tokens:>12}"

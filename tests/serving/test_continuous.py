@@ -102,7 +102,7 @@ def test_decode_batch_grows_its_cache_in_place_and_matches_uncached_greedy_decod
             logits = batch.step([row[-1] for row in tokens])
             for row, row_logits in zip(tokens, logits):
                 row.append(int(row_logits.argmax()))
-            buffers_seen.add(layer._buffers[0].data_ptr())
-            assert layer.keys.data_ptr() == layer._buffers[0].data_ptr()  # a view, not a copy
+            buffers_seen.add(layer._key_buffer.data_ptr())
+            assert layer.keys.data_ptr() == layer._key_buffer.data_ptr()  # a view, not a copy
     assert tokens == expected
     assert len(buffers_seen) >= 2  # it did run out of spare columns and reallocated

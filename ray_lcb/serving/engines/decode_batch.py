@@ -51,34 +51,33 @@ class _GrowingLayer(DynamicLayer):
     """A ``DynamicLayer`` whose ``keys``/``values`` are views into buffers with spare columns.
 
     ``DecodeBatch`` may replace ``keys``/``values`` with new tensors (join, leave, trim); the
-    next ``update`` then copies them into fresh buffers once.
+    next ``update`` sees that ``keys`` is no longer its own view and copies them into fresh
+    buffers once.
     """
 
     @classmethod
     def adopt(cls, layer: DynamicLayer) -> "_GrowingLayer":
         grown = cls()
         grown.__dict__.update(layer.__dict__)
-        grown._buffers = None
+        grown._key_buffer = grown._value_buffer = grown._view = None
         return grown
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         width, new = self.keys.shape[-2], key_states.shape[-2]
-        if self._buffers is None or self._buffers[2] is not self.keys or width + new > self._buffers[0].shape[-2]:
+        if self._view is not self.keys or width + new > self._key_buffer.shape[-2]:
             self._reallocate(width + new + _SPARE_COLUMNS)
-        keys, values, _ = self._buffers
-        keys[..., width:width + new, :] = key_states
-        values[..., width:width + new, :] = value_states
-        self.keys, self.values = keys[..., :width + new, :], values[..., :width + new, :]
-        self._buffers = (keys, values, self.keys)
+        self._key_buffer[..., width:width + new, :] = key_states
+        self._value_buffer[..., width:width + new, :] = value_states
+        self.keys = self._view = self._key_buffer[..., :width + new, :]
+        self.values = self._value_buffer[..., :width + new, :]
         return self.keys, self.values
 
     def _reallocate(self, capacity: int) -> None:
         width = self.keys.shape[-2]
-        keys = self.keys.new_empty((*self.keys.shape[:-2], capacity, self.keys.shape[-1]))
-        values = self.values.new_empty((*self.values.shape[:-2], capacity, self.values.shape[-1]))
-        keys[..., :width, :] = self.keys
-        values[..., :width, :] = self.values
-        self._buffers = (keys, values, None)
+        self._key_buffer = self.keys.new_empty((*self.keys.shape[:-2], capacity, self.keys.shape[-1]))
+        self._value_buffer = self.values.new_empty((*self.values.shape[:-2], capacity, self.values.shape[-1]))
+        self._key_buffer[..., :width, :] = self.keys
+        self._value_buffer[..., :width, :] = self.values
 
 
 class DecodeBatch:
