@@ -76,7 +76,9 @@ def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float, dict]:
     from ray_lcb.synthesis.summarize_stage import QueryFocusedSummaryStage
 
     synthesis = cfg.synthesis
-    engine = TransformersEngine(str(resolve_model(cfg.llm.model)), num_threads=os.cpu_count())
+    # The replica's model settings (dtype, context); one request at a time, so max_batch_size does not matter.
+    engine = TransformersEngine(str(resolve_model(cfg.llm.model)), dtype=cfg.llm.dtype,
+                                max_model_len=cfg.llm.max_model_len, num_threads=os.cpu_count())
     client = SequentialClient(engine)
     llm_args = (cfg.llm.model_dump(), synthesis.model_dump())
     stages = [InstructionStage(*llm_args, client=client),

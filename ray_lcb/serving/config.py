@@ -25,8 +25,9 @@ class LLMServingConfig(ComponentConfig):
                              "requests join and leave the running batch at every step).")
     max_model_len: int | None = Field(
         None, ge=64, description="Prompt + output token limit per request (None: the model's max_position_embeddings).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights dtype. float32 on CPU (bf16 matmuls are slow on most CPUs).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype. auto: bfloat16 on a GPU or a CPU with native bf16 (AVX512-BF16, AMX), "
+                            "float32 on other CPUs (emulated bf16 is slower); vLLM: the model's own dtype.")
     num_threads: int | None = Field(
         None, ge=1, description="Transformers engine: torch intra-op threads (None: the replica's CPUs, at least 1).")
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs per replica.")

@@ -7,7 +7,7 @@ import ray
 
 from ray_lcb.serving.client import LLMClient, build_llm_processor
 from ray_lcb.serving.config import LLMServingConfig
-from ray_lcb.serving.launch import start_llm_service
+from ray_lcb.serving.launch import start_llm_service, stop_llm_service
 
 QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What is 3 plus 4?",
              "Who wrote Hamlet?", "What do bees make?", "What is the boiling point of water?"]
@@ -15,9 +15,12 @@ QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What i
 
 @pytest.fixture(scope="module")
 def llm(ray_session):
-    cfg = LLMServingConfig(max_batch_size=8)
+    # float32 and an app of its own: batched and one-by-one greedy output are compared exactly, and a
+    # bfloat16 row's logits round differently with the size of its batch (as in vLLM).
+    cfg = LLMServingConfig(max_batch_size=8, dtype="float32", app_name="ray_lcb_exact", deployment_name="ray_lcb_exact")
     handle = start_llm_service(cfg)
     yield cfg, handle
+    stop_llm_service(cfg)
 
 
 def _stats(handle):

@@ -13,6 +13,7 @@ from concurrent.futures import Future
 
 import torch
 
+from ray_lcb.serving.engines.attention import ENGINE_ATTENTION, engine_dtype
 from ray_lcb.serving.engines.continuous import ContinuousBatcher
 from ray_lcb.serving.protocol import GenerationRequest, GenerationResult
 
@@ -20,7 +21,7 @@ from ray_lcb.serving.protocol import GenerationRequest, GenerationResult
 class TransformersEngine:
     """Continuous-batching generation with a transformers model (CPU, or one GPU without vLLM)."""
 
-    def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int | None = None,
+    def __init__(self, model_path: str, *, dtype: str = "auto", max_model_len: int | None = None,
                  num_threads: int | None = None, max_batch_size: int = 8):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -28,7 +29,8 @@ class TransformersEngine:
             torch.set_num_threads(num_threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
         self.model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True)
+            model_path, dtype=engine_dtype(dtype), attn_implementation=ENGINE_ATTENTION, trust_remote_code=False,
+            use_safetensors=True)
         self.model.eval()
         if torch.cuda.is_available():
             self.model.to("cuda")

@@ -1,0 +1,55 @@
+"""The engine's dtype choice and decode attention, with the real SmolLM2 model."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+from transformers.cache_utils import DynamicCache
+
+from ray_lcb.serving.engines.attention import ENGINE_ATTENTION, engine_dtype
+from ray_lcb.serving.engines.transformers import TransformersEngine
+from ray_lcb.serving.protocol import parse_request
+
+
+def _decode_logits(model, prompt: list[int], steps: int) -> list[torch.Tensor]:
+    """Prefill ``prompt`` then greedily decode ``steps`` tokens one at a time; each step's logits."""
+    cache, ids, logits = DynamicCache(config=model.config), torch.tensor([prompt]), []
+    with torch.inference_mode():
+        for _ in range(steps):
+            out = model(input_ids=ids, use_cache=True, past_key_values=cache).logits[0, -1]
+            logits.append(out.float())
+            ids = out.argmax().view(1, 1)
+    return logits
+
+
+def test_engine_attention_decodes_exactly_like_eager_attention(smollm2_path):
+    # A single row decodes with no mask: the case the engine's attention reroutes to packed query heads.
+    prompt = [1, 504, 3458, 282, 260, 1345, 30, 2683, 314, 3158, 47]
+    eager, engine = (_decode_logits(AutoModelForCausalLM.from_pretrained(
+        smollm2_path, dtype=torch.float32, attn_implementation=impl).eval(), prompt, 6)
+        for impl in ("eager", ENGINE_ATTENTION))
+    for expected, got in zip(eager, engine, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_dtype_follows_the_hardware_and_a_named_dtype_is_kept():
+    native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert engine_dtype("auto") == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert engine_dtype("float32") == torch.float32 and engine_dtype("bfloat16") == torch.bfloat16
+    with pytest.raises(AttributeError):
+        engine_dtype("float33")
+
+
+def test_the_default_engine_answers_sensibly_alone_and_in_a_batch(smollm2_path):
+    engine = TransformersEngine(str(smollm2_path), num_threads=1, max_batch_size=4, max_model_len=2048)
+    try:
+        assert engine.model.dtype == engine_dtype("auto")
+        question = parse_request({"messages": [{"role": "user", "content": "What is the capital of France?"}],
+                                  "max_tokens": 24, "temperature": 0}, chat=True)
+        company = parse_request({"messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+                                 "max_tokens": 40, "temperature": 0}, chat=True)
+        alone = engine.generate([question])[0]
+        together = engine.generate([company, question])
+        assert "Paris" in alone.text and "Paris" in together[1].text
+        assert together[0].completion_tokens == 40
+    finally:
+        engine.close()
