@@ -105,7 +105,8 @@ def test_decode_batch_grows_its_cache_in_place_and_matches_uncached_greedy_decod
             logits = batch.step([row[-1] for row in tokens])
             for row, row_logits in zip(tokens, logits):
                 row.append(int(row_logits.argmax()))
+            batch.keep([0, 1])  # as the batcher does after every step: nobody left, nothing copied
             buffers_seen.add(layer._key_buffer.data_ptr())
             assert layer.keys.data_ptr() == layer._key_buffer.data_ptr()  # a view, not a copy
     assert tokens == expected
-    assert len(buffers_seen) >= 2  # it did run out of spare columns and reallocated
+    assert 2 <= len(buffers_seen) <= 3  # reallocated when the 3 spare columns ran out (steps 1, 5, 9), not every step

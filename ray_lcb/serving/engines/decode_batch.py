@@ -125,6 +125,8 @@ class DecodeBatch:
         if not rows:
             self.cache, self.lengths = None, []
             return
+        if rows == list(range(len(self.lengths))):
+            return  # nobody left: selecting would copy the whole cache (and re-buffer it next step)
         self.cache.batch_select_indices(torch.tensor(rows, device=self.model.device))
         self.lengths = [self.lengths[i] for i in rows]
         trim = self.width - max(self.lengths)
