@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 IGNORED_KEYS = {"model", "request_id", "idx_in_batch", "n", "stream", "user", "logprobs", "frequency_penalty",
                 "presence_penalty",
                 "add_special_tokens"}  # raw prompts are already rendered; the CPU engine never adds BOS
-SAMPLING_KEYS = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "priority"}
+SAMPLING_KEYS = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed"}
 
 
 @dataclass
@@ -28,7 +28,6 @@ class SamplingParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
-    priority: int = 0  # as in vLLM: when requests wait for a free row, lower values are admitted first
 
     @property
     def greedy(self) -> bool:
@@ -84,7 +83,6 @@ def parse_request(request: dict, *, chat: bool) -> GenerationRequest:
         top_p=float(request.get("top_p", 1.0) or 1.0),
         stop=[stop] if isinstance(stop, str) else [str(s) for s in stop],
         seed=None if request.get("seed") is None else int(request["seed"]),
-        priority=int(request.get("priority") or 0),
     )
     if params.max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {params.max_tokens}")

@@ -21,7 +21,6 @@ from ray_lcb.serving.client import LLMClient
 from ray_lcb.serving.config import LLMServingConfig
 from ray_lcb.synthesis.config import SynthesisConfig
 from ray_lcb.synthesis.records import to_table
-from ray_lcb.synthesis.seeds import id_number
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +85,14 @@ class LLMStage:
                         temperature: float) -> tuple[str | None, str | None]:
         """Ask until ``validator`` accepts (1 + max_retries tries); count calls and tokens on ``row``.
 
-        Retries sample with a fresh seed, so a greedy first try is not simply repeated. The sample's
-        number is the request's priority: when the replica has more requests than rows, earlier samples
-        go first and the oversampled surplus (the highest numbers) fills spare rows.
+        Retries sample with a fresh seed, so a greedy first try is not simply repeated.
         Returns (accepted text, None) or (None, reason of the last rejection).
         """
         reason = None
         for attempt in range(self.config.max_retries + 1):
             temp = temperature if attempt == 0 else max(temperature, 0.8)
             reply = await self.chat_surviving_failures([{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                                       temperature=temp, seed=row["rng_seed"] + attempt,
-                                                       priority=id_number(row["sample_id"]))
+                                                       temperature=temp, seed=row["rng_seed"] + attempt)
             row["llm_calls"] += 1
             row["llm_completion_tokens"] += reply.completion_tokens
             text, reason = validator(reply.text, reply.finish_reason)

@@ -110,16 +110,3 @@ def test_decode_batch_grows_its_cache_in_place_and_matches_uncached_greedy_decod
             assert layer.keys.data_ptr() == layer._key_buffer.data_ptr()  # a view, not a copy
     assert tokens == expected
     assert 2 <= len(buffers_seen) <= 3  # reallocated when the 3 spare columns ran out (steps 1, 5, 9), not every step
-
-
-def test_waiting_requests_are_admitted_by_priority_then_arrival(engine, monkeypatch):
-    monkeypatch.setattr(engine.batcher, "max_batch_size", 1)  # one row: the others must wait their turn
-    finished = []
-    blocker = engine.submit(_chat("Write a long story about a dragon.", max_tokens=40))
-    waiting = {name: engine.submit(_chat(f"Say the word {name}.", max_tokens=4, priority=priority))
-               for name, priority in [("late", 9), ("first", 1), ("second", 1), ("default", 0)]}
-    for name, future in waiting.items():
-        future.add_done_callback(lambda _, name=name: finished.append(name))
-    for future in [blocker, *waiting.values()]:
-        future.result(timeout=120)
-    assert finished == ["default", "first", "second", "late"]

@@ -7,11 +7,10 @@ from ray_lcb.serving.protocol import parse_request
 def test_parse_chat_request_undoes_arrow_arrays():
     # Rows coming through Ray Data carry the messages list as a NumPy object array.
     request = {"messages": np.array([{"role": "user", "content": "hi"}], dtype=object), "max_tokens": np.int64(5),
-               "stop": np.array(["\n"]), "request_id": "0", "idx_in_batch": 0, "priority": np.int64(3)}
+               "stop": np.array(["\n"]), "request_id": "0", "idx_in_batch": 0}
     parsed = parse_request(request, chat=True)
     assert parsed.messages == [{"role": "user", "content": "hi"}]
     assert parsed.params.max_tokens == 5 and parsed.params.stop == ["\n"] and parsed.params.greedy
-    assert parsed.params.priority == 3 and parse_request({"prompt": "x"}, chat=False).params.priority == 0
 
 
 @pytest.mark.parametrize("request_dict, match", [
@@ -20,7 +19,6 @@ def test_parse_chat_request_undoes_arrow_arrays():
     ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
     ({"messages": [{"role": "user", "content": "x"}], "top_p": 2}, "top_p"),
     ({"messages": [{"role": "user", "content": "x"}], "beam_width": 3}, "beam_width"),
-    ({"messages": [{"role": "user", "content": "x"}], "priority": "soon"}, "soon"),
 ])
 def test_bad_requests_raise_value_error(request_dict, match):
     with pytest.raises(ValueError, match=match):

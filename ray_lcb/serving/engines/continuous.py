@@ -9,18 +9,13 @@ prompt is padded to another's length for its prefill) into the running
 for all rows, and retires each row as soon as it stops (EOS, its own
 ``max_tokens``, one of its stop strings), resolving its future.
 
-Waiting requests are admitted by ``priority`` (lower first, then in arrival
-order), so a client that knows which work it needs first (synthesis: earlier
-samples before the oversampled surplus) gets it first when rows are scarce.
-
 The worker owns the model and tokenizer: callers only touch the queue and
 their futures, so ``submit`` is safe from any thread or event loop.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import queue
 import threading
 import time
 from collections import Counter
@@ -67,12 +62,10 @@ class ContinuousBatcher:
         self._encode, self._finish = encode, finish
         self._eos_ids = set(eos_ids)
         self.max_batch_size = max_batch_size
-        self._waiting: list[tuple[int, int, GenerationRequest, Future]] = []  # heap: (priority, arrival, ...)
-        self._arrivals = itertools.count()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._batch = DecodeBatch(model)
         self._rows: list[_Row] = []
-        # Guards _waiting and _closed (submit vs the worker) and the stats against readers.
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()  # guards _closed against submit, and the stats against readers
         self._closed = False
         self._admissions: list[dict] = []
         self._step_rows: Counter = Counter()
@@ -86,15 +79,14 @@ class ContinuousBatcher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the engine is closed")
-            heapq.heappush(self._waiting, (request.params.priority, next(self._arrivals), request, future))
-            self._lock.notify()
+            self._queue.put((request, future))
         return future
 
     def close(self) -> None:
         """Stop the worker; requests not finished yet fail with RuntimeError."""
         with self._lock:
             self._closed = True
-            self._lock.notify()  # wakes a worker waiting for requests
+            self._queue.put(None)  # wakes a worker blocked on an empty queue
         self._thread.join()
 
     def stats(self) -> dict:
@@ -113,20 +105,23 @@ class ContinuousBatcher:
                 self._decode()
         error = RuntimeError("the engine was closed before this request finished")
         self._fail_rows(error)
-        with self._lock:
-            waiting, self._waiting = self._waiting, []
-        for *_, future in waiting:
-            if future.set_running_or_notify_cancel():
-                future.set_exception(error)
+        while not self._queue.empty():
+            item = self._queue.get()
+            if item is not None and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(error)
 
     def _take(self, *, block: bool) -> list[tuple[GenerationRequest, Future]]:
-        """Waiting requests up to the free rows, by priority (waits for one when nothing runs)."""
-        with self._lock:
-            while block and not self._waiting and not self._closed:
-                self._lock.wait()
-            free = self.max_batch_size - len(self._rows)
-            taken = [heapq.heappop(self._waiting) for _ in range(min(free, len(self._waiting)))]
-        return [(request, future) for _, _, request, future in taken]
+        """Waiting requests up to the free rows (waits for one when nothing runs)."""
+        taken = []
+        while len(self._rows) + len(taken) < self.max_batch_size:
+            try:
+                item = self._queue.get(block=block and not taken)
+            except queue.Empty:
+                break
+            if item is None:  # close() was called
+                break
+            taken.append(item)
+        return taken
 
     def _admit(self, waiting: list[tuple[GenerationRequest, Future]]) -> None:
         started, admitted, prompt_tokens = time.perf_counter(), 0, 0

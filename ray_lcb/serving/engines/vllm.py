@@ -23,9 +23,7 @@ def _llm_config(cfg: LLMServingConfig):
 
     engine_kwargs = {"tensor_parallel_size": cfg.tensor_parallel_size,
                      "gpu_memory_utilization": cfg.gpu_memory_utilization, "dtype": cfg.dtype,
-                     "trust_remote_code": False,
-                     # Synthesis stages send each request's sample number as its priority: earlier samples first.
-                     "scheduling_policy": "priority"}
+                     "trust_remote_code": False}
     if cfg.max_model_len:
         # Without it vLLM sizes the KV cache for the model maximum and can hang on OOM (ray#59986).
         engine_kwargs["max_model_len"] = cfg.max_model_len
