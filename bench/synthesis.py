@@ -26,6 +26,7 @@ import inspect
 import os
 import tempfile
 import time
+from collections import Counter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -65,7 +66,7 @@ def stats_since(before: dict, after: dict) -> dict:
             "decode_seconds": after["decode_seconds"] - before["decode_seconds"]}
 
 
-def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float, dict]:
+def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float, dict, dict]:
     from ray_lcb.synthesis.instruction_stage import InstructionStage
     from ray_lcb.synthesis.pipeline import prepare_cached_corpus
     from ray_lcb.synthesis.records import to_table
@@ -87,6 +88,7 @@ def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float, dict]:
               SampleStage(synthesis.model_dump(), cfg.llm.model, cfg.llm.model, cfg.seed)]
     corpus = CorpusView.load(prepare_cached_corpus(cfg.corpus).files)
     kept = tokens = number = 0
+    drops = Counter()
     start = time.perf_counter()
     while kept < num_samples:
         table = to_table([plan_long_input_seed(corpus, synthesis, cfg.seed, number)])
@@ -96,13 +98,14 @@ def naive(cfg, index_dir, num_samples: int) -> tuple[int, int, float, dict]:
                 table = asyncio.run(table)
         row = table.to_pylist()[0]
         kept += row["drop_reason"] is None
+        drops.update([row["drop_reason"]] if row["drop_reason"] else [])
         tokens += row["llm_completion_tokens"]
         number += 1
     seconds = time.perf_counter() - start
-    return kept, tokens, seconds, engine_time(engine.stats())
+    return kept, tokens, seconds, engine_time(engine.stats()), dict(drops)
 
 
-def pipeline(cfg, num_samples: int) -> tuple[int, int, float, dict]:
+def pipeline(cfg, num_samples: int) -> tuple[int, int, float, dict, dict]:
     from ray import serve
 
     from ray_lcb.synthesis.pipeline import SynthesisInputs, run_synthesis
@@ -116,7 +119,7 @@ def pipeline(cfg, num_samples: int) -> tuple[int, int, float, dict]:
         report = run_synthesis(synthesis, inputs, out, progress=lambda line: None)
     run = report["this_run"]
     used = engine_time(stats_since(before, replica.stats.remote().result()))
-    return run["samples_written"], run["llm_completion_tokens"], run["elapsed_s"], used
+    return run["samples_written"], run["llm_completion_tokens"], run["elapsed_s"], used, report["dropped"]["by_reason"]
 
 
 def main():
@@ -138,10 +141,10 @@ def main():
     prepared = prepare_cached_corpus(cfg.corpus)
     index_dir = ensure_index(prepared, cfg.corpus, cfg.index, cfg.synthesis.index_dir)
     start_llm_service(cfg.llm)
-    p_samples, p_tokens, p_s, p_used = pipeline(cfg, args.samples)
+    p_samples, p_tokens, p_s, p_used, p_drops = pipeline(cfg, args.samples)
     serve.shutdown()
     ray.shutdown()  # the baseline gets the whole machine
-    n_samples, n_tokens, n_s, n_used = naive(cfg, index_dir, args.samples)
+    n_samples, n_tokens, n_s, n_used, n_drops = naive(cfg, index_dir, args.samples)
 
     print(f"{'run':<18}{'samples':>8}{'seconds':>9}{'samples/min':>13}{'LLM tokens':>12}{'tokens/s':>10}"
           f"{'prompt tokens':>15}{'prefill s':>11}{'decode steps':>14}{'rows/step':>11}{'decode s':>10}"
@@ -154,6 +157,7 @@ def main():
               f"{seconds - used['prefill_s'] - used['decode_s']:>15.1f}")
     print(f"speed-up: samples/min {(p_samples / p_s) / (n_samples / n_s):.2f}x, "
           f"LLM tokens/s {(p_tokens / p_s) / (n_tokens / n_s):.2f}x")
+    print(f"rows dropped: naive {n_drops}, pipeline {p_drops} (surplus: oversampled seeds not needed)")
     print(f"bound: naive seconds / naive prefill seconds = {n_s / n_used['prefill_s']:.2f}x "
           "(what any schedule would gain if decoding cost nothing)")
 
