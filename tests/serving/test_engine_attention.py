@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DynamicCache
 
-from ray_lcb.serving.engines.attention import ENGINE_ATTENTION, engine_dtype
-from ray_lcb.serving.engines.transformers import TransformersEngine
+from ray_lcb.serving.engines.attention import ENGINE_ATTENTION
+from ray_lcb.serving.engines.transformers import TransformersEngine, engine_dtype
 from ray_lcb.serving.protocol import parse_request
 
 
