@@ -22,6 +22,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# After ray.shutdown() a Serve handle's metrics thread may call into Ray once more; Ray would then
+# auto-connect to the newest local instance -- the test session's -- and cluster.shutdown() would refuse
+# to remove a head the driver is connected to (seen once in CI emulation).
+os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
 
 import ray
 from ray import serve

@@ -6,6 +6,7 @@ from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from ray_lcb.serving.engines.attention import ENGINE_ATTENTION
+from ray_lcb.serving.engines.decode_batch import cache_keyword
 from ray_lcb.serving.engines.transformers import TransformersEngine, engine_dtype
 from ray_lcb.serving.protocol import parse_request
 
@@ -15,7 +16,7 @@ def _decode_logits(model, prompt: list[int], steps: int) -> list[torch.Tensor]:
     cache, ids, logits = DynamicCache(config=model.config), torch.tensor([prompt]), []
     with torch.inference_mode():
         for _ in range(steps):
-            out = model(input_ids=ids, use_cache=True, past_key_values=cache).logits[0, -1]
+            out = model(input_ids=ids, use_cache=True, **{cache_keyword(model): cache}).logits[0, -1]
             logits.append(out.float())
             ids = out.argmax().view(1, 1)
     return logits

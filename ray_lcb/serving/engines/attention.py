@@ -28,4 +28,3 @@ def _decode_packed_sdpa(module, query, key, value, attention_mask, **kwargs):
 
 AttentionInterface.register(ENGINE_ATTENTION, _decode_packed_sdpa)
 AttentionMaskInterface.register(ENGINE_ATTENTION, sdpa_mask)
-
