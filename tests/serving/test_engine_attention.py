@@ -32,9 +32,11 @@ def test_engine_attention_decodes_exactly_like_eager_attention(smollm2_path):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_auto_dtype_follows_the_hardware_and_a_named_dtype_is_kept():
-    native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert engine_dtype("auto") == (torch.bfloat16 if native_bf16 else torch.float32)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU auto is decided by the GPU")
+def test_auto_dtype_falls_back_to_float32_without_native_bf16_and_a_named_dtype_is_kept(monkeypatch):
+    assert engine_dtype("auto") in (torch.bfloat16, torch.float32)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # a CPU without oneDNN bf16
+    assert engine_dtype("auto") == torch.float32
     assert engine_dtype("float32") == torch.float32 and engine_dtype("bfloat16") == torch.bfloat16
     with pytest.raises(AttributeError):
         engine_dtype("float33")
