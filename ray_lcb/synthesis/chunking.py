@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ray_lcb.text_tokenizer import TextTokenizer
+
 
 def document_block(index: int, text: str) -> str:
     """How one retrieved document appears in prompts and in the training input."""
@@ -12,7 +14,7 @@ def split_tokens(token_ids: list[int], max_tokens: int) -> list[list[int]]:
     return [token_ids[i:i + max_tokens] for i in range(0, len(token_ids), max_tokens)] or [[]]
 
 
-def chunk_documents(texts: list[str], tokenizer, max_tokens: int) -> list[str]:
+def chunk_documents(texts: list[str], tokenizer: TextTokenizer, max_tokens: int) -> list[str]:
     """Pack documents, in order, into chunks of at most ``max_tokens`` tokens.
 
     Whole documents are packed together while they fit; a document longer than
@@ -23,7 +25,7 @@ def chunk_documents(texts: list[str], tokenizer, max_tokens: int) -> list[str]:
     current_tokens = 0
     for index, text in enumerate(texts, start=1):
         block = document_block(index, text)
-        ids = tokenizer(block, add_special_tokens=False)["input_ids"]
+        ids = tokenizer.encode(block)
         if len(ids) > max_tokens:
             if current:
                 chunks.append("\n\n".join(current))

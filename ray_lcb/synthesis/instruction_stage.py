@@ -32,7 +32,7 @@ class InstructionStage(LLMStage):
     def back_translation_prompt(self, document: str) -> str:
         """The document, cut to the generator's budget when it is longer (the
         generator is a short-context model; the cut is stated in the prompt)."""
-        ids = self.tokenizer(document, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer.encode(document)
         budget = self.config.chunk_tokens
         note = ""
         if len(ids) > budget:

@@ -21,6 +21,7 @@ from ray_lcb.serving.client import LLMClient
 from ray_lcb.serving.config import LLMServingConfig
 from ray_lcb.synthesis.config import SynthesisConfig
 from ray_lcb.synthesis.records import to_table
+from ray_lcb.text_tokenizer import load_text_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +38,11 @@ class LLMStage:
     def __init__(self, llm_config: dict, synthesis_config: dict, client=None):
         """``client`` defaults to an :class:`LLMClient` of the shared deployment; any
         object with the same async ``chat`` works (bench/synthesis.py's naive baseline)."""
-        from transformers import AutoTokenizer
-
-        from ray_lcb.models import resolve_model
-
         self.llm_config = LLMServingConfig(**llm_config)
         self.config = SynthesisConfig(**synthesis_config)
         self.client = client or LLMClient(self.llm_config)
         # The generator's tokenizer: prompt budgets are in the generator's tokens.
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.llm_config.model), trust_remote_code=False)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        self.tokenizer = load_text_tokenizer(self.llm_config.model)
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         return to_table(await asyncio.gather(*[self._guarded(row) for row in batch.to_pylist()]))

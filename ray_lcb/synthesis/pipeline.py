@@ -26,7 +26,7 @@ import ray
 from filelock import FileLock
 
 from ray_lcb.corpus import CorpusConfig, PreparedCorpus, corpus_fingerprint, prepare_corpus, read_corpus
-from ray_lcb.models import cache_dir, load_tokenizer
+from ray_lcb.models import cache_dir
 from ray_lcb.retrieval import IndexConfig, build_index
 from ray_lcb.serving.config import LLMServingConfig
 from ray_lcb.serving.launch import start_llm_service
@@ -41,6 +41,7 @@ from ray_lcb.synthesis.seeds import (CorpusView, id_number, long_output_candidat
                                      plan_long_output_seed)
 from ray_lcb.synthesis.summarize_stage import QueryFocusedSummaryStage
 from ray_lcb.synthesis.writer import ShardWriter
+from ray_lcb.text_tokenizer import load_text_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,7 @@ def run_synthesis(config: SynthesisConfig, inputs: SynthesisInputs, out_dir: str
     progress(f"index: {index_dir}")
     start_llm_service(inputs.llm)
     corpus = CorpusView.load(prepared.files)
-    tokenizer = load_tokenizer(student_model)
-    candidates = long_output_candidates(corpus, config, lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]))
+    candidates = long_output_candidates(corpus, config, load_text_tokenizer(student_model).count)
     notes = list(inputs.notes)
     if config.num_long_output_samples and not candidates:
         notes.append(f"long_output: no corpus document has {config.long_output_tokens_min}-"

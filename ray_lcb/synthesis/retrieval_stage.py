@@ -19,6 +19,7 @@ import pyarrow as pa
 from ray_lcb.synthesis.chunking import document_block
 from ray_lcb.synthesis.config import SynthesisConfig
 from ray_lcb.synthesis.records import LONG_INPUT, to_table
+from ray_lcb.text_tokenizer import load_text_tokenizer
 
 # Tokens reserved for the chat template and separators around the documents.
 TEMPLATE_RESERVE = 64
@@ -26,17 +27,14 @@ TEMPLATE_RESERVE = 64
 
 class RetrievalStage:
     def __init__(self, index_dir: str, synthesis_config: dict, student_model: str):
-        from transformers import AutoTokenizer
-
-        from ray_lcb.models import resolve_model
         from ray_lcb.retrieval import Retriever, RetrieverConfig
 
         self.config = SynthesisConfig(**synthesis_config)
         self.retriever = Retriever(index_dir, RetrieverConfig(top_k=self.config.retrieval_candidates))
-        self.student_tokenizer = AutoTokenizer.from_pretrained(resolve_model(student_model), trust_remote_code=False)
+        self.student_tokenizer = load_text_tokenizer(student_model)
 
     def count(self, text: str) -> int:
-        return len(self.student_tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.student_tokenizer.count(text)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

@@ -44,7 +44,7 @@ class QueryFocusedSummaryStage(LLMStage):
         while True:
             if not summaries:
                 return self.drop(row, "no_relevant_content")
-            counts = [self.count_tokens(s) for s in summaries]
+            counts = [self.tokenizer.count(s) for s in summaries]
             if sum(counts) <= self.config.summaries_budget_tokens:
                 break
             if level >= self.config.max_summary_levels:
