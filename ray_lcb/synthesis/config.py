@@ -52,9 +52,11 @@ class SynthesisConfig(ComponentConfig):
     max_rounds: int = Field(3, ge=1, description="Passes over fresh seeds to replace dropped samples before giving up.")
     samples_per_shard: int = Field(4, ge=1, description="Samples per committed output Parquet shard (the unit of resume).")
     stage_batch_size: int = Field(
-        2, ge=1, description="Rows per Ray Data batch between stages; small batches stream (and commit) sooner.")
+        1, ge=1, description="Rows per Ray Data batch between stages. A batch moves on at the pace of its slowest "
+        "row (one that retries its response holds its batch-mates back), so 1 streams best; larger batches cut "
+        "per-batch overhead when rows are many and short.")
     batches_per_actor: int = Field(
-        4, ge=1, description="Batches an LLM stage actor works on at once (stage_batch_size x this = its concurrent "
+        8, ge=1, description="Batches an LLM stage actor works on at once (stage_batch_size x this = its concurrent "
         "requests; the replica batches them).")
     num_stage_actors: int = Field(1, ge=1, description="Actors per LLM stage (they only wait on the deployment; 1 suffices on CPU).")
     index_dir: str | None = Field(

@@ -17,9 +17,9 @@ FAULT_SYNTHESIS = {
     "retrieval_candidates": 32, "chunk_tokens": 256, "summary_max_tokens": 64, "summaries_budget_tokens": 100,
     "instruction_max_tokens": 64, "response_max_tokens": 96, "min_response_chars": 30, "truncated_responses": "trim",
     "max_retries": 1, "max_rounds": 8, "samples_per_shard": 1,
-    # One batch in flight per stage actor: rows finish in waves, so the first commit comes
-    # while later rows still wait on the LLM (the moment the tests strike).
-    "batches_per_actor": 1,
+    # One batch of two rows in flight per stage actor: rows finish in waves, so the first commit
+    # comes while later rows still wait on the LLM (the moment the tests strike).
+    "stage_batch_size": 2, "batches_per_actor": 1,
 }
 
 
