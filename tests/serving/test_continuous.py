@@ -77,36 +77,63 @@ def test_seeded_sampling_does_not_depend_on_batch_company(engine):
     assert together.text == alone.text
 
 
-def test_decode_batch_grows_its_cache_in_place_and_matches_uncached_greedy_decoding(engine, monkeypatch):
+def test_decode_batch_joins_leaves_and_grows_in_place_and_matches_uncached_greedy_decoding(engine, monkeypatch):
     import torch
     from transformers.cache_utils import DynamicCache
 
     from ray_lcb.serving.engines import decode_batch
 
-    monkeypatch.setattr(decode_batch, "_SPARE_COLUMNS", 3)  # reallocate every few steps, not every 256
+    monkeypatch.setattr(decode_batch, "_SPARE_COLUMNS", 3)  # rebuild every few steps, not every 128
+    monkeypatch.setattr(decode_batch, "_TRIM_COLUMNS", 4)  # cut shared padding as soon as 4 columns
     model = engine.batcher._model
-    prompts = [[1, 504, 3458, 282, 260, 1345, 30], [1, 2683, 314, 3158, 47, 5099, 28, 253, 2745, 1029, 30, 216]]
-    expected = []
+    prompts = {"a": [1, 504, 3458, 282, 260, 1345, 30], "b": [1, 2683, 314, 3158, 47, 5099, 28, 253, 2745, 1029, 30, 216],
+               "c": [1, 504, 3458, 282], "d": [1, 2683, 314, 3158, 47]}
+    steps, reference_steps = 12, 16
+    expected = {}
     with torch.inference_mode():
-        for prompt in prompts:  # the reference: a full forward over the whole sequence for every token
+        for name, prompt in prompts.items():  # the reference: a full forward over the whole sequence per token
             ids = list(prompt)
-            for _ in range(10):
+            for _ in range(reference_steps):
                 ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
-            expected.append(ids[len(prompt):])
-        batch, tokens = decode_batch.DecodeBatch(model), []
-        for prompt in prompts:
+            expected[name] = ids[len(prompt):]
+        batch, running, tokens = decode_batch.DecodeBatch(model), [], {}
+
+        def join(name):
             cache = DynamicCache(config=model.config)
-            logits = model(input_ids=torch.tensor([prompt]), use_cache=True, **{batch.cache_keyword: cache}).logits
+            logits = model(input_ids=torch.tensor([prompts[name]]), use_cache=True,
+                           **{batch.cache_keyword: cache}).logits
             batch.add(cache)
-            tokens.append([int(logits[0, -1].argmax())])
-        layer = batch.cache.layers[0]
-        buffers_seen = set()
-        for _ in range(9):
-            logits = batch.step([row[-1] for row in tokens])
-            for row, row_logits in zip(tokens, logits):
-                row.append(int(row_logits.argmax()))
-            batch.keep([0, 1])  # as the batcher does after every step: nobody left, nothing copied
-            buffers_seen.add(layer._key_buffer.data_ptr())
-            assert layer.keys.data_ptr() == layer._key_buffer.data_ptr()  # a view, not a copy
-    assert tokens == expected
-    assert 2 <= len(buffers_seen) <= 3  # reallocated when the 3 spare columns ran out (steps 1, 5, 9), not every step
+            running.append(name)
+            tokens[name] = [int(logits[0, -1].argmax())]
+
+        def step():
+            logits = batch.step([tokens[name][-1] for name in running])
+            for name, row_logits in zip(running, logits):
+                tokens[name].append(int(row_logits.argmax()))
+
+        def buffer():
+            return batch.cache.layers[0].key_buffer.data_ptr()
+
+        join("a"), join("b"), step()  # b is longer than the running width: rebuilt wider
+        join("c"), step(), step()  # no free slot: rebuilt with room for 4 rows
+        before = buffer()
+        join("d")  # shorter than the width, a free slot: written in place
+        assert buffer() == before and batch.slots == 4
+        step()
+        batch.keep([1, 2, 3])  # a leaves: b, c, d move down in place
+        del running[0]
+        assert buffer() == before and len(batch) == 3
+        step()
+        seen = {buffer()}
+        while len(tokens["b"]) < steps:
+            step()
+            seen.add(buffer())
+        assert len(seen) > 1  # the 3 spare columns ran out: rebuilt, a few times, not every step
+        width = batch.width
+        batch.keep([1, 2])  # b, the longest, leaves: c and d share more than 4 padding columns
+        del running[0]
+        assert batch.width < width - 4
+        while len(tokens["d"]) < steps:
+            step()
+    assert all(tokens[name] == expected[name][:len(tokens[name])] for name in prompts), (tokens, expected)
+    assert len(tokens["a"]) == 5 and min(len(tokens[name]) for name in "bcd") == steps

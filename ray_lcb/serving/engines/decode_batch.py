@@ -1,21 +1,28 @@
 """The KV cache of the rows being decoded together, which rows may join or leave at any step.
 
-Each row's cache comes from its own prefill (no padding). Joining left-pads
-the shorter side's keys/values to a common width and concatenates along the
-batch; the attention mask hides the padding and explicit per-row position ids
+Each layer keeps keys and values in buffers of ``[row slots, kv heads, columns,
+dim]``. Row i holds slot i, its tokens right-aligned so that every row's next
+token lands in the same column (``width``); the columns left of a row's own
+are padding, hidden by the attention mask, and explicit per-row position ids
 keep each row's rotary positions its own, so padding never shifts a row.
-Leaving selects the remaining rows and drops the leading columns that are
-padding for all of them, so a long row that finished stops costing the
-others attention over its width.
 
-Between joins and leaves the cache grows in place: its layers keep spare
-columns at the end, so a decode step writes one new column instead of
-copying the whole cache (transformers' ``DynamicLayer`` concatenates every
-step: 40% of a 6-row step over 1.5k-token rows, measured). Attention reads
-the whole buffer, spare columns included (zeros, masked out): CPU matmuls
-over a prefix view of a buffer copy it first (0.84 vs 0.28 ms per layer for
-6 rows of 1.5k tokens in bfloat16, measured), so the view would cost more
-than the few spare columns.
+Each change copies as little as it can (joining by concatenation and leaving
+by index selection copied the whole cache twice: a join cost 100 ms at 12
+rows of 1.2k tokens, measured):
+
+* a decode step writes one new column (transformers' ``DynamicLayer``
+  concatenates every step: 40% of a 6-row step over 1.5k-token rows);
+* a row joins by writing its prompt's keys/values into the next free slot;
+  the buffers are rebuilt only when it is longer than ``width`` or no slot is
+  free;
+* leaving rows' slots are filled by moving the rows after them down in
+  place; the buffers are rebuilt narrower only once ``_TRIM_COLUMNS`` leading
+  columns are padding for every row (a long row that finished stops costing
+  the others attention over its width).
+
+Attention reads the occupied slots whole, spare and padding columns included
+(masked): they are contiguous, and CPU matmuls over a narrower view copy it
+first (0.84 vs 0.28 ms per layer for 6 rows of 1.5k tokens in bfloat16).
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 
@@ -43,115 +49,120 @@ def cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:
-    """[batch, heads, seq, dim] zero-padded on the left of ``seq`` to ``width``."""
-    return F.pad(states, (0, 0, width - states.shape[-2], 0))
+_SPARE_COLUMNS = 128  # decode steps between two rebuilds of the buffers
+_TRIM_COLUMNS = 256  # padding columns every row shares before the buffers are rebuilt narrower
 
 
-_SPARE_COLUMNS = 128  # decode steps between two reallocations of a layer's buffers
+class _SlotLayer(DynamicLayer):
+    """One layer of a :class:`DecodeBatch`: ``keys``/``values`` are views ``[rows, kv heads, width, dim]``
+    of its buffers; ``update`` writes one column and returns the occupied slots whole."""
 
+    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor):
+        super().__init__()
+        self.key_buffer, self.value_buffer = key_buffer, value_buffer
+        self.device, self.is_initialized = key_buffer.device, True
 
-class _GrowingLayer(DynamicLayer):
-    """A ``DynamicLayer`` whose ``keys``/``values`` are views of the first columns of zero-filled buffers.
-
-    ``update`` returns the whole buffers, so attention sees contiguous tensors of ``capacity``
-    columns and must mask the spare ones (``DecodeBatch.step`` does). ``DecodeBatch`` may replace
-    ``keys``/``values`` with new tensors (join, leave, trim); the next ``reserve`` sees that ``keys``
-    is no longer its own view and copies them into fresh buffers once.
-    """
-
-    @classmethod
-    def adopt(cls, layer: DynamicLayer) -> "_GrowingLayer":
-        grown = cls()
-        grown.__dict__.update(layer.__dict__)
-        grown._key_buffer = grown._value_buffer = grown._view = None
-        return grown
-
-    @property
-    def capacity(self) -> int:
-        return self._key_buffer.shape[-2]
-
-    def reserve(self, columns: int) -> None:
-        """Own buffers with room for ``columns`` columns (reallocated with spare ones when short)."""
-        if self._view is not self.keys or columns > self.capacity:
-            self._reallocate(columns + _SPARE_COLUMNS)
+    def show(self, rows: int, width: int) -> None:
+        self.keys, self.values = self.key_buffer[:rows, :, :width], self.value_buffer[:rows, :, :width]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        width, new = self.keys.shape[-2], key_states.shape[-2]
-        self.reserve(width + new)
-        self._key_buffer[..., width:width + new, :] = key_states
-        self._value_buffer[..., width:width + new, :] = value_states
-        self.keys = self._view = self._key_buffer[..., :width + new, :]
-        self.values = self._value_buffer[..., :width + new, :]
-        return self._key_buffer, self._value_buffer
-
-    def _reallocate(self, capacity: int) -> None:
-        width = self.keys.shape[-2]
-        # Zeros, not uninitialised memory: attention multiplies the spare columns' values by 0.
-        self._key_buffer = self.keys.new_zeros((*self.keys.shape[:-2], capacity, self.keys.shape[-1]))
-        self._value_buffer = self.values.new_zeros((*self.values.shape[:-2], capacity, self.values.shape[-1]))
-        self._key_buffer[..., :width, :] = self.keys
-        self._value_buffer[..., :width, :] = self.values
-        self.keys = self._view = self._key_buffer[..., :width, :]
-        self.values = self._value_buffer[..., :width, :]
+        rows, width = self.keys.shape[0], self.keys.shape[-2]
+        self.key_buffer[:rows, :, width:width + 1] = key_states
+        self.value_buffer[:rows, :, width:width + 1] = value_states
+        self.show(rows, width + 1)
+        return self.key_buffer[:rows], self.value_buffer[:rows]
 
 
 class DecodeBatch:
-    """Running rows: one batched ``DynamicCache`` plus each row's real length in it."""
+    """Running rows: one ``DynamicCache`` of :class:`_SlotLayer` plus each row's real length in it."""
 
     def __init__(self, model):
         self.model = model
         self.cache_keyword = cache_keyword(model)
         self.cache: DynamicCache | None = None
         self.lengths: list[int] = []  # real (non-padding) tokens of each row in the cache
+        self.width = 0  # the column the next token of every row goes to
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     @property
-    def width(self) -> int:
-        return self.cache.get_seq_length() if self.cache is not None else 0
+    def slots(self) -> int:
+        return self.cache.layers[0].key_buffer.shape[0] if self.cache is not None else 0
+
+    @property
+    def columns(self) -> int:
+        return self.cache.layers[0].key_buffer.shape[-2] if self.cache is not None else 0
 
     def add(self, cache: DynamicCache) -> None:
         """Append a row whose ``cache`` holds its prompt (batch of one, no padding)."""
-        length = cache.get_seq_length()
-        if self.cache is None:
-            cache.layers = [_GrowingLayer.adopt(layer) for layer in cache.layers]
-            self.cache, self.lengths = cache, [length]
-            return
-        width = max(self.width, length)
-        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
-            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+        length, rows = cache.get_seq_length(), len(self.lengths)
+        if rows == self.slots or length > self.width:
+            self._rebuild(slots=max(rows + 1, 2 * rows), width=max(self.width, length), new_row=cache)
+        else:
+            start = self.width - length
+            for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+                for buffer, states in ((mine.key_buffer, theirs.keys), (mine.value_buffer, theirs.values)):
+                    buffer[rows, :, :start] = 0  # a previous occupant's columns: masked, but never stale
+                    buffer[rows, :, start:self.width] = states[0]
         self.lengths.append(length)
+        self._show()
 
     def step(self, tokens: list[int]) -> torch.Tensor:
         """Feed one token per row; return the next-token logits, [rows, vocab]."""
+        if self.width + 1 > self.columns:
+            self._rebuild(slots=self.slots, width=self.width)
+            self._show()
         device = self.model.device
         lengths = torch.tensor(self.lengths, device=device)
-        width = self.width
-        for layer in self.cache.layers:
-            layer.reserve(width + 1)
-        # Per row: its own columns and the new token's (column ``width``); not its left padding, not the
-        # spare columns attention also reads. 4-D, so transformers uses it as given.
-        columns = torch.arange(self.cache.layers[0].capacity, device=device)[None, :]
-        mask = (columns >= (width - lengths)[:, None]) & (columns <= width)
+        # Per row: its own columns and the new token's (column ``width``); not its padding, not the
+        # spare columns that attention also reads. 4-D, so transformers uses it as given.
+        columns = torch.arange(self.columns, device=device)[None, :]
+        mask = (columns >= (self.width - lengths)[:, None]) & (columns <= self.width)
         out = self.model(input_ids=torch.tensor(tokens, device=device)[:, None], attention_mask=mask[:, None, None, :],
                          position_ids=lengths[:, None], use_cache=True, **{self.cache_keyword: self.cache})
         self.lengths = [n + 1 for n in self.lengths]
+        self.width += 1
         return out.logits[:, -1]
 
     def keep(self, rows: list[int]) -> None:
-        """Keep only ``rows`` (indices, in order) and trim padding no kept row needs."""
+        """Keep only ``rows`` (indices, in order); the kept rows move down to the first slots."""
         if not rows:
-            self.cache, self.lengths = None, []
+            self.cache, self.lengths, self.width = None, [], 0
             return
         if rows == list(range(len(self.lengths))):
-            return  # nobody left: selecting would copy the whole cache (and re-buffer it next step)
-        self.cache.batch_select_indices(torch.tensor(rows, device=self.model.device))
+            return  # nobody left: nothing moves
+        for slot, row in enumerate(rows):
+            if slot != row:
+                for layer in self.cache.layers:
+                    layer.key_buffer[slot] = layer.key_buffer[row]
+                    layer.value_buffer[slot] = layer.value_buffer[row]
         self.lengths = [self.lengths[i] for i in rows]
-        trim = self.width - max(self.lengths)
-        if trim:
-            for layer in self.cache.layers:
-                layer.keys = layer.keys[..., trim:, :]
-                layer.values = layer.values[..., trim:, :]
+        if self.width - max(self.lengths) >= _TRIM_COLUMNS:
+            self._rebuild(slots=self.slots, width=max(self.lengths))
+        self._show()
+
+    def _show(self) -> None:
+        for layer in self.cache.layers:
+            layer.show(len(self.lengths), self.width)
+
+    def _rebuild(self, *, slots: int, width: int, new_row: DynamicCache | None = None) -> None:
+        """Fresh zeroed buffers of ``slots`` rows: the current rows right-aligned at ``width`` (their
+        leading padding cut when narrower), then ``new_row``, then spare columns."""
+        rows, kept = len(self.lengths), min(self.width, width)
+        source = self.cache or new_row
+        layers = []
+        for index, layer in enumerate(source.layers):
+            buffers = []
+            for name in ("keys", "values"):
+                states = getattr(layer, name)
+                buffer = states.new_zeros((slots, states.shape[1], width + _SPARE_COLUMNS, states.shape[-1]))
+                if self.cache is not None:
+                    buffer[:rows, :, width - kept:width] = states[:rows, :, self.width - kept:self.width]
+                if new_row is not None:
+                    row = getattr(new_row.layers[index], name)[0]
+                    buffer[rows, :, width - row.shape[-2]:width] = row
+                buffers.append(buffer)
+            layers.append(_SlotLayer(*buffers))
+        source.layers = layers
+        self.cache, self.width = source, width
