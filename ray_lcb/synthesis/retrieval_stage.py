@@ -33,9 +33,6 @@ class RetrievalStage:
         self.retriever = Retriever(index_dir, RetrieverConfig(top_k=self.config.retrieval_candidates))
         self.student_tokenizer = load_text_tokenizer(student_model)
 
-    def count(self, text: str) -> int:
-        return self.student_tokenizer.count(text)
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         todo = [r for r in rows if r["data_type"] == LONG_INPUT and not r["drop_reason"]]
@@ -45,7 +42,7 @@ class RetrievalStage:
         return to_table(rows)
 
     def fill(self, row: dict, found: list) -> None:
-        overhead = self.count(row["instruction"]) + TEMPLATE_RESERVE
+        overhead = self.student_tokenizer.count(row["instruction"]) + TEMPLATE_RESERVE
         goal, limit = row["target_tokens"] - overhead, self.config.target_tokens_max - overhead
         chosen, seen, used = [], set(), 0
         for hit in found:
@@ -54,7 +51,7 @@ class RetrievalStage:
             digest = hashlib.sha1(hit.text.encode()).digest()
             if hit.id in seen or digest in seen:
                 continue
-            cost = self.count(document_block(len(chosen) + 1, hit.text)) + 2
+            cost = self.student_tokenizer.count(document_block(len(chosen) + 1, hit.text)) + 2
             if used + cost > limit:
                 continue  # a smaller document further down may still fit
             chosen.append(hit)

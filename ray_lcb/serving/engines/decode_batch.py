@@ -65,6 +65,13 @@ class _SlotLayer(DynamicLayer):
     def show(self, rows: int, width: int) -> None:
         self.keys, self.values = self.key_buffer[:rows, :, :width], self.value_buffer[:rows, :, :width]
 
+    def place(self, slot: int, prompt: DynamicLayer, width: int) -> None:
+        """Write a prompt's keys/values into ``slot``, right-aligned at ``width``."""
+        start = width - prompt.keys.shape[-2]
+        for buffer, states in ((self.key_buffer, prompt.keys), (self.value_buffer, prompt.values)):
+            buffer[slot, :, :start] = 0  # a previous occupant's columns: masked, but never stale
+            buffer[slot, :, start:width] = states[0]
+
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         rows, width = self.keys.shape[0], self.keys.shape[-2]
         self.key_buffer[:rows, :, width:width + 1] = key_states
@@ -96,15 +103,11 @@ class DecodeBatch:
 
     def add(self, cache: DynamicCache) -> None:
         """Append a row whose ``cache`` holds its prompt (batch of one, no padding)."""
-        length, rows = cache.get_seq_length(), len(self.lengths)
+        length, rows, prompt = cache.get_seq_length(), len(self.lengths), list(cache.layers)
         if rows == self.slots or length > self.width:
-            self._rebuild(slots=max(rows + 1, 2 * rows), width=max(self.width, length), new_row=cache)
-        else:
-            start = self.width - length
-            for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-                for buffer, states in ((mine.key_buffer, theirs.keys), (mine.value_buffer, theirs.values)):
-                    buffer[rows, :, :start] = 0  # a previous occupant's columns: masked, but never stale
-                    buffer[rows, :, start:self.width] = states[0]
+            self._rebuild(slots=max(rows + 1, 2 * rows), width=max(self.width, length), like=cache)
+        for mine, theirs in zip(self.cache.layers, prompt, strict=True):
+            mine.place(rows, theirs, self.width)
         self.lengths.append(length)
         self._show()
 
@@ -146,22 +149,19 @@ class DecodeBatch:
         for layer in self.cache.layers:
             layer.show(len(self.lengths), self.width)
 
-    def _rebuild(self, *, slots: int, width: int, new_row: DynamicCache | None = None) -> None:
-        """Fresh zeroed buffers of ``slots`` rows: the current rows right-aligned at ``width`` (their
-        leading padding cut when narrower), then ``new_row``, then spare columns."""
+    def _rebuild(self, *, slots: int, width: int, like: DynamicCache | None = None) -> None:
+        """Fresh zeroed buffers of ``slots`` rows with the current rows right-aligned at ``width`` (their
+        leading padding cut when narrower) and spare columns; ``like``: the first row's prompt cache,
+        which gives the shapes (and becomes the batch's cache) when there is none yet."""
         rows, kept = len(self.lengths), min(self.width, width)
-        source = self.cache or new_row
+        source = self.cache or like
         layers = []
-        for index, layer in enumerate(source.layers):
+        for layer in source.layers:
             buffers = []
-            for name in ("keys", "values"):
-                states = getattr(layer, name)
+            for states in (layer.keys, layer.values):
                 buffer = states.new_zeros((slots, states.shape[1], width + _SPARE_COLUMNS, states.shape[-1]))
                 if self.cache is not None:
                     buffer[:rows, :, width - kept:width] = states[:rows, :, self.width - kept:self.width]
-                if new_row is not None:
-                    row = getattr(new_row.layers[index], name)[0]
-                    buffer[rows, :, width - row.shape[-2]:width] = row
                 buffers.append(buffer)
             layers.append(_SlotLayer(*buffers))
         source.layers = layers
