@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 from ray_lcb.config import RayConfig
+from ray_lcb.openmp import OPENMP_DEFAULTS
 
-# Forwarded to every worker so offline mode and the model cache hold cluster-wide.
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "RAY_LCB_CACHE", "TOKENIZERS_PARALLELISM")
+# Forwarded to every worker so offline mode, the model cache and the OpenMP wait settings
+# (ray_lcb/openmp.py) hold cluster-wide.
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "RAY_LCB_CACHE", "TOKENIZERS_PARALLELISM", *OPENMP_DEFAULTS)
 
 
 def init_ray(cfg: RayConfig):
