@@ -10,6 +10,7 @@ from ray_lcb.synthesis.chunking import document_block
 from ray_lcb.synthesis.config import SynthesisConfig
 from ray_lcb.synthesis.prompts import PROMPT_VERSION
 from ray_lcb.synthesis.records import LONG_INPUT, SAMPLE_SCHEMA
+from ray_lcb.text_tokenizer import load_chat_token_counter, load_text_tokenizer
 
 OUTPUT_SCHEMA = SAMPLE_SCHEMA.append(pa.field("drop_reason", pa.string())).append(pa.field("drop_stage", pa.string()))
 
@@ -21,16 +22,13 @@ def training_input(instruction: str, documents: list[str], position: str) -> str
 
 class SampleStage:
     def __init__(self, synthesis_config: dict, generator_model: str, student_model: str, job_seed: int):
-        from transformers import AutoTokenizer
-
-        from ray_lcb.models import resolve_model
-
         self.config = SynthesisConfig(**synthesis_config)
         self.generator_model, self.student_model, self.job_seed = generator_model, student_model, job_seed
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(student_model), trust_remote_code=False)
-
-    def count(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # Lengths in the student's tokens, without transformers' tokenizer classes (and torch): this
+        # actor starts with the others, on the cores the LLM replica is already working on.
+        tokenizer = load_text_tokenizer(student_model)
+        self.count = tokenizer.count
+        self.count_chat = load_chat_token_counter(student_model, tokenizer)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return pa.Table.from_pylist([self.assemble(row) for row in batch.to_pylist()], schema=OUTPUT_SCHEMA)
@@ -52,8 +50,7 @@ class SampleStage:
         out["messages"] = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         out["input_tokens"] = self.count(user)
         out["output_tokens"] = self.count(assistant)
-        encoded = self.tokenizer.apply_chat_template(out["messages"], tokenize=True)
-        out["total_tokens"] = len(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+        out["total_tokens"] = self.count_chat(out["messages"])
         if row["data_type"] == LONG_INPUT and out["input_tokens"] < self.config.target_tokens_min:
             out["drop_reason"], out["drop_stage"] = "input_below_target_range", "sample"
         return out
