@@ -13,8 +13,9 @@ one-row decode step of SmolLM2-135M take 36 ms instead of 25 ms
 ``GOMP_SPINCOUNT`` at libgomp's own default (300000, about 3 ms) keeps the
 normal wait before an idle thread sleeps -- without it ACTIVE would spin for
 minutes. libgomp reads both once, when torch loads it, so they are set when
-ray_lcb is imported (before torch) and forwarded to local Ray workers; values
-the user set are kept.
+ray_lcb is imported (before torch) and forwarded to local Ray workers. A user
+who chose a wait policy keeps it: then neither is set (GOMP_SPINCOUNT would
+override PASSIVE's zero spin).
 """
 
 from __future__ import annotations
@@ -25,5 +26,6 @@ OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
 
 
 def set_openmp_defaults() -> None:
-    for name, value in OPENMP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    if "OMP_WAIT_POLICY" not in os.environ:
+        for name, value in OPENMP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
