@@ -30,7 +30,11 @@ def validate_instruction(text: str | None, finish_reason: str | None, *, min_cha
     reason = _common(text, finish_reason)
     if reason:
         return None, f"instruction_{reason}"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    # A line ending in ':' ("Here is the instruction:", a bare "Instruction:") introduces the
+    # instruction on a later line; it is not one.
+    lines = [line for line in text.strip().splitlines() if line.strip() and not line.rstrip().endswith(":")]
+    if not lines:
+        return None, "instruction_malformed"
     marked = [line for line in lines if _PREFIX.match(line)]
     candidate = _PREFIX.sub("", marked[0] if marked else lines[0]).strip().strip('"').strip()
     if not candidate or len(candidate) < min_chars:

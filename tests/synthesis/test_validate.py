@@ -11,6 +11,9 @@ from ray_lcb.synthesis.validate import validate_instruction, validate_response, 
     ("Instruction: ok", "stop", "instruction_too_short"),
     ("Instruction: " + "x" * 700, "stop", "instruction_too_long"),
     ("Instruction: 12345 67890 !!!! ???? 000", "stop", "instruction_malformed"),
+    ("Here is the instruction:", "stop", "instruction_malformed"),  # only a lead-in (seen from SmolLM2)
+    ("The instructions are:\nWrite an essay about why cities grow " + "and grow " * 30, "length",
+     "instruction_malformed"),  # the instruction itself was cut off
 ])
 def test_garbage_instructions_are_rejected_with_reasons(text, finish, reason):
     assert validate_instruction(text, finish) == (None, reason)
@@ -19,6 +22,12 @@ def test_garbage_instructions_are_rejected_with_reasons(text, finish, reason):
 def test_instruction_is_extracted_from_its_line():
     text = 'Sure! Here it is.\nInstruction: "Compare how the essays describe startup funding and hiring."\n'
     assert validate_instruction(text, "stop") == ("Compare how the essays describe startup funding and hiring.", None)
+
+
+@pytest.mark.parametrize("text", ["Here is the instruction:\nWrite an essay on how cities grow around ports.",
+                                  "Instruction:\nWrite an essay on how cities grow around ports.\n"])
+def test_a_lead_in_line_is_not_the_instruction(text):
+    assert validate_instruction(text, "stop") == ("Write an essay on how cities grow around ports.", None)
 
 
 def test_responses():
