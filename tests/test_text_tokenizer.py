@@ -37,7 +37,7 @@ def test_a_tokenizer_whose_decoding_transformers_post_processes_falls_back_to_tr
 
 def test_loading_imports_neither_torch_nor_transformers():
     # The point of the module: a stage actor that only counts tokens starts without them.
-    code = ("import sys; from ray_lcb.text_tokenizer import load_chat_token_counter, load_text_tokenizer; "
+    code = ("import sys; from ray_lcb.text_tokenizer import load_text_tokenizer; "
             "assert load_text_tokenizer('bundled:smollm2-135m-instruct').count('hello world') == 2; "
             "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
