@@ -14,6 +14,7 @@ one, or whose decoding transformers post-processes, falls back to
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -47,9 +48,7 @@ def load_text_tokenizer(ref: str) -> TextTokenizer:
         tokenizer.no_padding()
         return TextTokenizer(lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
                              lambda ids: tokenizer.decode(ids, skip_special_tokens=False))
-    from transformers import AutoTokenizer
-
-    fallback = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    fallback = _auto_tokenizer(folder)
     return TextTokenizer(lambda text: fallback(text, add_special_tokens=False)["input_ids"], fallback.decode)
 
 
@@ -79,15 +78,21 @@ def load_chat_token_counter(ref: str, tokenizer: TextTokenizer | None = None) ->
         tokenizer = tokenizer or load_text_tokenizer(ref)
         return lambda messages: tokenizer.count(render_jinja_template([messages], chat_template=template,
                                                                       **tokens)[0][0])
-    from transformers import AutoTokenizer
-
-    fallback = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    fallback = _auto_tokenizer(folder)
 
     def count(messages: list[dict]) -> int:
         encoded = fallback.apply_chat_template(messages, tokenize=True)
         return len(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
 
     return count
+
+
+@lru_cache(maxsize=4)
+def _auto_tokenizer(folder: Path):
+    """transformers' tokenizer of ``folder``, loaded once per process (both fallbacks may need it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
 
 
 def _settings(folder: Path) -> dict:

@@ -103,6 +103,8 @@ class DecodeBatch:
 
     def add(self, cache: DynamicCache) -> None:
         """Append a row whose ``cache`` holds its prompt (batch of one, no padding)."""
+        # The prompt's layers, kept aside: the first row's cache object becomes the batch's, and
+        # _rebuild replaces its layers with slot buffers.
         length, rows, prompt = cache.get_seq_length(), len(self.lengths), list(cache.layers)
         if rows == self.slots or length > self.width:
             self._rebuild(slots=max(rows + 1, 2 * rows), width=max(self.width, length), like=cache)
