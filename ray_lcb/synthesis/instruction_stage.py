@@ -7,6 +7,7 @@ from __future__ import annotations
 from ray_lcb.synthesis import prompts
 from ray_lcb.synthesis.llm_stage import LLMStage
 from ray_lcb.synthesis.records import LONG_INPUT, LONG_OUTPUT
+from ray_lcb.synthesis.reserve import RESERVE_UNUSED
 from ray_lcb.synthesis.seeds import type_description
 from ray_lcb.synthesis.validate import validate_instruction
 
@@ -16,6 +17,8 @@ class InstructionStage(LLMStage):
     data_types = (LONG_INPUT, LONG_OUTPUT)
 
     async def process(self, row: dict) -> dict:
+        if self.seed_gate is not None and not await self.seed_gate.admit.remote(row["sample_id"]):
+            return self.drop(row, RESERVE_UNUSED)  # a reserve no drop called for
         if row["data_type"] == LONG_INPUT:
             prompt = prompts.INSTRUCTION.format(seed_chunk=row["seed_chunk"],
                                                 type_description=type_description(row["instruction_type"]))

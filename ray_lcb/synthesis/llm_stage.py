@@ -7,6 +7,8 @@ actor at once (streaming: a finished batch moves on while others wait), and
 the rows of a batch run concurrently; the replica sees many requests at once
 and batches them. A row that already carries a
 ``drop_reason``, or that is not of the stage's data type, passes through.
+A row the stage drops is reported to the round's seed gate at once
+(``reserve.py``), which releases a reserve seed to replace it.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ class LLMStage:
     stage_name = "llm"
     data_types: tuple[str, ...] = ()
 
-    def __init__(self, llm_config: dict, synthesis_config: dict, client=None):
+    def __init__(self, llm_config: dict, synthesis_config: dict, client=None, seed_gate=None):
         """``client`` defaults to an :class:`LLMClient` of the shared deployment; any
-        object with the same async ``chat`` works (bench/synthesis.py's naive baseline)."""
+        object with the same async ``chat`` works (bench/synthesis.py's naive baseline).
+        ``seed_gate``: the round's :class:`~ray_lcb.synthesis.reserve.SeedGate` actor, or None."""
+        self.seed_gate = seed_gate
         self.llm_config = LLMServingConfig(**llm_config)
         self.config = SynthesisConfig(**synthesis_config)
         self.client = client or LLMClient(self.llm_config)
@@ -51,9 +55,12 @@ class LLMStage:
         if row["drop_reason"] or row["data_type"] not in self.data_types:
             return row
         try:
-            return await self.process(row)
+            row = await self.process(row)
         except Exception as err:  # noqa: BLE001 - one bad row must not fail the job
-            return self.drop(row, f"{self.stage_name}_error:{type(err).__name__}")
+            row = self.drop(row, f"{self.stage_name}_error:{type(err).__name__}")
+        if row["drop_reason"] and self.seed_gate is not None:
+            self.seed_gate.note_drop.remote(row["sample_id"])  # not awaited: the gate only counts it
+        return row
 
     async def process(self, row: dict) -> dict:
         raise NotImplementedError

@@ -5,10 +5,11 @@
 ``build_synthesis_pipeline`` chains the stages as Ray Data operators (each an
 actor pool that holds a Serve handle to the one shared LLM deployment, or the
 retriever); ``run_synthesis`` feeds it seed rows round by round, commits the
-finished rows exactly once (``writer.py``), replaces dropped samples with fresh
-seeds until the requested counts are reached, and writes ``report.json`` and a
-length histogram. Killed and rerun with the same arguments, it skips every
-committed sample id.
+finished rows exactly once (``writer.py``), replaces dropped samples with
+reserve seeds within the round (``reserve.py``) and with fresh seeds in the next
+round when the reserves run out, until the requested counts are reached, and
+writes ``report.json`` and a length histogram. Killed and rerun with the same
+arguments, it skips every committed sample id.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ray_lcb.synthesis.config import SynthesisConfig
 from ray_lcb.synthesis.instruction_stage import InstructionStage
 from ray_lcb.synthesis.records import LONG_INPUT, LONG_OUTPUT
 from ray_lcb.synthesis.report import write_report
+from ray_lcb.synthesis.reserve import RESERVE_UNUSED, SeedGate
 from ray_lcb.synthesis.response_stage import ResponseStage
 from ray_lcb.synthesis.retrieval_stage import RetrievalStage
 from ray_lcb.synthesis.sample_stage import SampleStage
@@ -79,9 +81,11 @@ _LIGHT_STAGE_MEMORY = 512 * 1024**2  # bytes, per actor of a stage that holds on
 
 
 def build_synthesis_pipeline(seeds: list[dict], config: SynthesisConfig, llm: LLMServingConfig, index_dir: Path,
-                             student_model: str, seed: int) -> ray.data.Dataset:
-    """Seed rows -> instruction -> retrieval -> query-focused summaries -> response -> sample."""
-    llm_args = dict(llm_config=llm.model_dump(), synthesis_config=config.model_dump())
+                             student_model: str, seed: int, seed_gate=None) -> ray.data.Dataset:
+    """Seed rows -> instruction -> retrieval -> query-focused summaries -> response -> sample.
+
+    ``seed_gate``: a :class:`SeedGate` that holds reserve seeds back at the instruction stage."""
+    llm_args = dict(llm_config=llm.model_dump(), synthesis_config=config.model_dump(), seed_gate=seed_gate)
     # max_concurrent_calls_per_actor: without it an actor runs one batch at a time even when its
     # UDF is async, and the replica sees only stage_batch_size requests per stage.
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=config.num_stage_actors,
@@ -107,19 +111,22 @@ def build_synthesis_pipeline(seeds: list[dict], config: SynthesisConfig, llm: LL
         memory=_LIGHT_STAGE_MEMORY)
 
 
-def numbers_to_run(target: int, kept: set[str], processed: set[str], oversample: float = 0.0) -> list[int]:
-    """Sample numbers to process next: the first ``ceil((target - kept) * (1 + oversample))``
-    numbers not processed yet.
+def numbers_to_run(target: int, kept: set[str], processed: set[str], oversample: float = 0.0,
+                   reserve: float = 0.0) -> tuple[list[int], list[int]]:
+    """Sample numbers to process next, as (started at once, reserves): the first
+    ``ceil(needed * (1 + oversample))`` numbers not processed yet, then ``ceil(needed * reserve)`` more,
+    where ``needed = target - kept``.
 
     Ids come from one deterministic sequence; dropped ids are replaced by the
     next unused ones, and a resumed job picks up the same ranges.
     """
     needed = target - len(kept)
     if needed <= 0:
-        return []
-    take = math.ceil(needed * (1 + oversample))
+        return [], []
+    start, spare = math.ceil(needed * (1 + oversample)), math.ceil(needed * reserve)
     done = {id_number(i) for i in processed}
-    return [n for n in range(len(done) + take) if n not in done]
+    numbers = [n for n in range(len(done) + start + spare) if n not in done]
+    return numbers[:start], numbers[start:]
 
 
 def run_synthesis(config: SynthesisConfig, inputs: SynthesisInputs, out_dir: str | Path, *,
@@ -146,21 +153,21 @@ def run_synthesis(config: SynthesisConfig, inputs: SynthesisInputs, out_dir: str
     try:
         for round_index in range(config.max_rounds):
             kept, dropped = writer.committed_ids()
-            seeds = _round_seeds(config, corpus, candidates, inputs.seed, targets, kept, dropped)
+            seeds, reserves = _round_seeds(config, corpus, candidates, inputs.seed, targets, kept, dropped)
             if not seeds:
                 break
-            progress(f"round {round_index + 1}: {len(seeds)} seeds")
+            progress(f"round {round_index + 1}: {len(seeds)} seeds" +
+                     (f", {len(reserves)} more in reserve" if reserves else ""))
             kept_count = {t: sum(i.startswith(_PREFIX[t]) for i in kept) for t in targets}
-            dataset = build_synthesis_pipeline(seeds, config, inputs.llm, index_dir, student_model, inputs.seed)
-            for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                for row in batch.to_pylist():
-                    if not row["drop_reason"] and kept_count[row["data_type"]] >= targets[row["data_type"]]:
-                        row["drop_reason"], row["drop_stage"] = "surplus", "sample"  # oversampled seed not needed
-                    kept_count[row["data_type"]] += 0 if row["drop_reason"] else 1
-                    writer.add(row)
-                    _count(run_stats, row, progress)
-                if all(kept_count[t] >= targets[t] for t in targets):
-                    break  # every requested sample exists; the rest of the round is not needed
+            needed = {t: targets[t] - kept_count[t] for t in targets}
+            gate = _seed_gate(config, seeds, reserves, needed) if reserves else None
+            try:
+                _run_round(build_synthesis_pipeline(seeds + reserves, config, inputs.llm, index_dir,
+                                                    student_model, inputs.seed, seed_gate=gate),
+                           gate, targets, kept_count, writer, run_stats, progress)
+            finally:
+                if gate is not None:
+                    ray.kill(gate)
             writer.commit()
     finally:
         writer.close()
@@ -173,6 +180,38 @@ def run_synthesis(config: SynthesisConfig, inputs: SynthesisInputs, out_dir: str
 _PREFIX = {LONG_INPUT: "li-", LONG_OUTPUT: "lo-"}
 
 
+def _run_round(dataset: ray.data.Dataset, gate, targets: dict, kept_count: dict, writer: ShardWriter,
+               run_stats: dict, progress: Callable[[str], None]) -> None:
+    """Write the round's finished rows until every target is met (the rest of the round is not needed);
+    ``kept_count``: samples per data type so far, updated."""
+    # prefetch_batches=0: with prefetching, the iterator holds a finished row back until the next one
+    # finishes, so the driver saw the last needed sample one row late (and a reserve that only that row's
+    # report would release waited for ever).
+    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0):
+        for row in batch.to_pylist():
+            if row["drop_reason"] == RESERVE_UNUSED:
+                continue  # never ran: not written, so its id stays free for a later run
+            if gate is not None:  # drops the stages did not report release reserves too
+                (gate.note_drop if row["drop_reason"] else gate.note_kept).remote(row["sample_id"])
+            data_type = row["data_type"]
+            if not row["drop_reason"] and kept_count[data_type] >= targets[data_type]:
+                row["drop_reason"], row["drop_stage"] = "surplus", "sample"  # oversampled seed not needed
+            kept_count[data_type] += 0 if row["drop_reason"] else 1
+            writer.add(row)
+            _count(run_stats, row, progress)
+        if all(kept_count[t] >= targets[t] for t in targets):
+            return
+
+
+def _seed_gate(config: SynthesisConfig, seeds: list[dict], reserves: list[dict], needed: dict[str, int]):
+    """The round's gate: each data type's ids in planned order, its seeds admitted at once."""
+    order: dict[str, list[str]] = {}
+    for row in seeds + reserves:
+        order.setdefault(row["data_type"], []).append(row["sample_id"])
+    started = {t: sum(r["data_type"] == t for r in seeds) for t in order}
+    return SeedGate.remote(order, {t: needed[t] for t in order}, started, config.oversample)
+
+
 def _count(run_stats: dict, row: dict, progress: Callable[[str], None]) -> None:
     run_stats["rows"] += 1
     run_stats["samples"] += 0 if row["drop_reason"] else 1
@@ -182,16 +221,20 @@ def _count(run_stats: dict, row: dict, progress: Callable[[str], None]) -> None:
     progress(f"  {row['sample_id']}: {status}")
 
 
-def _round_seeds(config, corpus, candidates, job_seed, targets, kept, dropped) -> list[dict]:
+def _round_seeds(config, corpus, candidates, job_seed, targets, kept, dropped) -> tuple[list[dict], list[dict]]:
+    """The round's seed rows, (started at once, reserves); every data type's started seeds come first, so
+    Ray Data hands them to the instruction stage before any reserve waits there."""
     planners = {LONG_INPUT: lambda n: plan_long_input_seed(corpus, config, job_seed, n),
                 LONG_OUTPUT: lambda n: plan_long_output_seed(candidates, config, job_seed, n)}
-    seeds = []
+    started, reserves = [], []
     for data_type, target in targets.items():
         prefix = _PREFIX[data_type]
         kept_t = {i for i in kept if i.startswith(prefix)}
         processed_t = kept_t | {i for i in dropped if i.startswith(prefix)}
-        seeds.extend(planners[data_type](n) for n in numbers_to_run(target, kept_t, processed_t, config.oversample))
-    return seeds
+        now, later = numbers_to_run(target, kept_t, processed_t, config.oversample, config.reserve)
+        started.extend(planners[data_type](n) for n in now)
+        reserves.extend(planners[data_type](n) for n in later)
+    return started, reserves
 
 
 def load_samples(out_dir: str | Path):

@@ -40,13 +40,16 @@ def test_seeds_are_deterministic_and_in_range():
 
 def test_resume_arithmetic_never_exceeds_the_target():
     ids = lambda numbers: {sample_id("long_input", n) for n in numbers}  # noqa: E731
-    assert numbers_to_run(5, set(), set()) == [0, 1, 2, 3, 4]
+    assert numbers_to_run(5, set(), set()) == ([0, 1, 2, 3, 4], [])
     # Round one finished: 2 and 4 dropped -> exactly two replacements, fresh numbers.
-    assert numbers_to_run(5, ids([0, 1, 3]), ids([0, 1, 2, 3, 4])) == [5, 6]
+    assert numbers_to_run(5, ids([0, 1, 3]), ids([0, 1, 2, 3, 4])) == ([5, 6], [])
     # Killed during the replacements after 6 was kept: only 5 is left.
-    assert numbers_to_run(5, ids([0, 1, 3, 6]), ids([0, 1, 2, 3, 4, 6])) == [5]
-    assert numbers_to_run(2, ids([0, 1]), ids([0, 1])) == []
-    assert numbers_to_run(4, set(), set(), oversample=0.5) == [0, 1, 2, 3, 4, 5]
+    assert numbers_to_run(5, ids([0, 1, 3, 6]), ids([0, 1, 2, 3, 4, 6])) == ([5], [])
+    assert numbers_to_run(2, ids([0, 1]), ids([0, 1])) == ([], [])
+    assert numbers_to_run(4, set(), set(), oversample=0.5) == ([0, 1, 2, 3, 4, 5], [])
+    # Reserves follow the started numbers, skipping processed ones; nothing when nothing is needed.
+    assert numbers_to_run(4, ids([0]), ids([0, 2]), oversample=0.5, reserve=1.0) == ([1, 3, 4, 5, 6], [7, 8, 9])
+    assert numbers_to_run(2, ids([0, 1]), ids([0, 1]), reserve=1.0) == ([], [])
 
 
 def _row(i, drop=None):
