@@ -15,8 +15,8 @@ def test_presets_load():
 
 
 def test_overrides_are_typed():
-    cfg = load_config("local", ["llm.max_batch_size=16", "corpus.max_documents=10", "ray.address=null"])
-    assert cfg.llm.max_batch_size == 16 and cfg.corpus.max_documents == 10 and cfg.ray.address is None
+    cfg = load_config("local", ["llm.max_batch_size=12", "corpus.max_documents=10", "ray.address=null"])
+    assert cfg.llm.max_batch_size == 12 and cfg.corpus.max_documents == 10 and cfg.ray.address is None
 
 
 @pytest.mark.parametrize("override, field", [

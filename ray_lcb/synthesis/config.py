@@ -47,11 +47,12 @@ class SynthesisConfig(ComponentConfig):
     instruction_position: Literal["before", "after"] = Field(
         "after", description="Where the instruction goes relative to the documents in the training input.")
     oversample: float = Field(
-        0.5, ge=0, description="Extra seeds started at once per round, as a fraction of the samples still needed: "
-        "they hedge against late drops, but take a share of the LLM. Surplus samples are recorded as dropped.")
+        0.0, ge=0, description="Extra rows kept in flight, as a fraction of the samples still needed: they hedge "
+        "against late drops (the last sample of a round gets a second row), but take a share of the LLM. Surplus "
+        "samples are recorded as dropped.")
     reserve: float = Field(
-        1.0, ge=0, description="Reserve seeds per round, as a fraction of the samples still needed: each dropped "
-        "row releases one, so drops are replaced within the round (a reserve never released costs nothing).")
+        1.0, ge=0, description="Reserve seeds per round, as a fraction of the samples still needed: each drop "
+        "releases one at once, so drops are replaced within the round (a reserve never released costs nothing).")
     max_rounds: int = Field(3, ge=1, description="Passes over fresh seeds to replace dropped samples before giving up.")
     samples_per_shard: int = Field(4, ge=1, description="Samples per committed output Parquet shard (the unit of resume).")
     stage_batch_size: int = Field(
