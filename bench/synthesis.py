@@ -4,9 +4,9 @@
 
 Both make the same number of long-input samples with the same model
 (SmolLM2-135M-Instruct), the same prompts, validators, retrieval and seeds,
-and, with the job's default ``oversample`` of 0, the same rule for drops: a
-dropped sample is replaced by the next seed (the pipeline releases a reserve
-seed at once):
+and the same rule for drops: a dropped sample is replaced by the next seed
+(the pipeline releases a reserve seed at once; with ``oversample`` > 0 it
+would also keep extra rows in flight):
 
 * naive: the same stage objects called one row at a time in this process, the
   model in-process, one ``generate`` call at a time, no Ray;

@@ -44,21 +44,31 @@ class SeedGate:
         self._place = {sid: (data_type, rank) for data_type, ids in order.items() for rank, sid in enumerate(ids)}
         self._planned = {data_type: len(ids) for data_type, ids in order.items()}
         self._needed = dict(needed)
-        self._released = {data_type: started.get(data_type, 0) for data_type in order}
+        self._started = {data_type: started.get(data_type, 0) for data_type in order}
+        self._released = dict(self._started)
         self._finished = {data_type: 0 for data_type in order}
         self._oversample = oversample
+        self._admitted: set[str] = set()  # reserves that started
         self._reported: set[str] = set()
         self._changed: asyncio.Condition | None = None  # made in the actor's event loop
 
     async def admit(self, sample_id: str) -> bool:
-        """Wait until ``sample_id`` may start (True; at once for a row the gate does not hold back), or
-        until its data type has all its samples (False: the reserve is not needed)."""
-        if sample_id not in self._place:
-            return True
+        """Wait until ``sample_id`` may start (True; at once for a planned seed or a row the gate does not
+        hold back), or until its data type has all its samples (False: the reserve is not needed).
+
+        Released places go to reserves in the order they ask, not by id: Ray Data may hand a later
+        reserve to the stage first, and the place must not wait for one that cannot reach the stage."""
+        if sample_id not in self._place or sample_id in self._admitted:
+            return True  # (asked again when Ray retries the task of a reserve that started)
         data_type, rank = self._place[sample_id]
+        if rank < self._started[data_type]:
+            return True
         async with self._condition():
-            await self._changed.wait_for(lambda: rank < self._released[data_type] or self._needed[data_type] <= 0)
-        return rank < self._released[data_type]
+            await self._changed.wait_for(lambda: self._free(data_type) > 0 or self._needed[data_type] <= 0)
+            if self._needed[data_type] <= 0:
+                return False
+            self._admitted.add(sample_id)
+            return True
 
     async def note_drop(self, sample_id: str) -> None:
         """A row was dropped: a reserve of its data type takes its place."""
@@ -85,6 +95,10 @@ class SeedGate:
                 self._released[data_type] = min(self._planned[data_type],
                                                 self._released[data_type] + max(0, wanted - in_flight))
             self._changed.notify_all()
+
+    def _free(self, data_type: str) -> int:
+        reserves_started = sum(self._place[sid][0] == data_type for sid in self._admitted)
+        return self._released[data_type] - self._started[data_type] - reserves_started
 
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:
