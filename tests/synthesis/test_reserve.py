@@ -46,7 +46,10 @@ def test_oversample_keeps_extra_rows_in_flight_for_the_last_samples(ray_session)
     ids = [f"li-{i}" for i in range(8)]
     gate = SeedGate.remote({"long_input": ids}, needed={"long_input": 3}, started={"long_input": 5}, oversample=0.5)
     reserve = gate.admit.remote("li-5")
-    ray.get([gate.note_kept.remote("li-0"), gate.note_kept.remote("li-1"), gate.note_drop.remote("li-2")])
+    # One at a time: the gate decides at each report (a drop first would find fewer rows in flight than wanted).
+    ray.get(gate.note_kept.remote("li-0"))
+    ray.get(gate.note_kept.remote("li-1"))
+    ray.get(gate.note_drop.remote("li-2"))
     assert _pending(reserve)  # one needed, two in flight: ceil(1 * 1.5) = 2 already run
     ray.get(gate.note_drop.remote("li-3"))  # one left in flight: a reserve joins it
     assert ray.get(reserve) is True and ray.get(gate.released.remote()) == {"long_input": 6}
