@@ -98,8 +98,8 @@ def build_synthesis_pipeline(seeds: list[dict], config: SynthesisConfig, llm: LL
                      memory=_LIGHT_STAGE_MEMORY)
     dataset = ray.data.from_items(seeds, override_num_blocks=max(1, len(seeds)))
     # One row per batch where reserves wait: a waiting reserve must not hold a seed of its batch back.
-    dataset = dataset.map_batches(InstructionStage, fn_constructor_kwargs=llm_args,
-                                  **{**llm_stage, "batch_size": 1 if seed_gate is not None else config.stage_batch_size})
+    instruction_stage = dict(llm_stage, batch_size=1) if seed_gate is not None else llm_stage
+    dataset = dataset.map_batches(InstructionStage, fn_constructor_kwargs=llm_args, **instruction_stage)
     dataset = dataset.map_batches(
         RetrievalStage, fn_constructor_kwargs=dict(index_dir=str(index_dir), synthesis_config=config.model_dump(),
                                                    student_model=student_model),

@@ -46,6 +46,7 @@ class SeedGate:
         self._needed = dict(needed)
         self._started = {data_type: started.get(data_type, 0) for data_type in order}
         self._released = dict(self._started)
+        self._reserves_started = {data_type: 0 for data_type in order}
         self._finished = {data_type: 0 for data_type in order}
         self._oversample = oversample
         self._admitted: set[str] = set()  # reserves that started
@@ -68,6 +69,7 @@ class SeedGate:
             if self._needed[data_type] <= 0:
                 return False
             self._admitted.add(sample_id)
+            self._reserves_started[data_type] += 1
             return True
 
     async def note_drop(self, sample_id: str) -> None:
@@ -97,8 +99,8 @@ class SeedGate:
             self._changed.notify_all()
 
     def _free(self, data_type: str) -> int:
-        reserves_started = sum(self._place[sid][0] == data_type for sid in self._admitted)
-        return self._released[data_type] - self._started[data_type] - reserves_started
+        """Released places no reserve has taken yet."""
+        return self._released[data_type] - self._started[data_type] - self._reserves_started[data_type]
 
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:
