@@ -25,6 +25,7 @@ from typing import Callable
 
 import ray
 from filelock import FileLock
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ray_lcb.corpus import CorpusConfig, PreparedCorpus, corpus_fingerprint, prepare_corpus, read_corpus
 from ray_lcb.models import cache_dir
@@ -211,7 +212,10 @@ def _seed_gate(config: SynthesisConfig, seeds: list[dict], reserves: list[dict],
     for row in seeds + reserves:
         order.setdefault(row["data_type"], []).append(row["sample_id"])
     started = {t: sum(r["data_type"] == t for r in seeds) for t in order}
-    return SeedGate.remote(order, {t: needed[t] for t in order}, started, config.oversample)
+    # On the driver's node: a gate on a worker node would die with it (the node-loss fault test).
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return SeedGate.options(scheduling_strategy=here).remote(order, {t: needed[t] for t in order}, started,
+                                                             config.oversample)
 
 
 def _count(run_stats: dict, row: dict, progress: Callable[[str], None]) -> None:
