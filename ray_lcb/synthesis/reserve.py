@@ -65,7 +65,12 @@ class SeedGate:
         if rank < self._started[data_type]:
             return True
         async with self._condition():
-            await self._changed.wait_for(lambda: self._free(data_type) > 0 or self._needed[data_type] <= 0)
+            # The same reserve may be asked for twice: a node died with the stage actor whose call still
+            # waits here, and Ray retried the task elsewhere. Whichever call takes the place lets both through.
+            await self._changed.wait_for(lambda: sample_id in self._admitted or self._free(data_type) > 0
+                                         or self._needed[data_type] <= 0)
+            if sample_id in self._admitted:
+                return True
             if self._needed[data_type] <= 0:
                 return False
             self._admitted.add(sample_id)

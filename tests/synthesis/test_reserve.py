@@ -70,3 +70,20 @@ def test_drops_are_replaced_by_reserves_within_one_round(ray_session, tmp_path, 
     assert report["dropped"]["by_reason"] == {"instruction_truncated": 4}
     ledger = pq.read_table(sorted((tmp_path / "_state").glob("ledger-*.parquet"))).to_pylist()
     assert sorted(r["sample_id"] for r in ledger) == ["li-000000", "li-000001", "li-000002", "li-000003"]
+
+
+def test_a_reserve_asked_for_twice_takes_one_place(ray_session):
+    # When a node dies, the admit call of its stage actor still waits in the gate while Ray retries the
+    # task elsewhere and asks again for the same reserve: one released place must let both through.
+    gate = SeedGate.remote({"long_input": ["li-0", "li-1", "li-2"]}, needed={"long_input": 1},
+                           started={"long_input": 1}, oversample=0.0)
+    first_ask, second_ask = gate.admit.remote("li-1"), gate.admit.remote("li-1")
+    assert _pending(first_ask) and _pending(second_ask)
+    ray.get(gate.note_drop.remote("li-0"))
+    assert ray.get([first_ask, second_ask], timeout=30) == [True, True]
+    assert ray.get(gate.released.remote()) == {"long_input": 2}
+    other = gate.admit.remote("li-2")
+    assert _pending(other)  # the reserve asked for twice took one place, not two
+    ray.get(gate.note_kept.remote("li-1"))
+    assert ray.get(other) is False
+    ray.kill(gate)
