@@ -51,7 +51,7 @@ class SeedGate:
         self._oversample = oversample
         self._admitted: set[str] = set()  # reserves that started
         self._reported: set[str] = set()
-        self._changed: asyncio.Condition | None = None  # made in the actor's event loop
+        self._changed = asyncio.Condition()  # binds to the actor's event loop when first used (Python >= 3.10)
 
     async def admit(self, sample_id: str) -> bool:
         """Wait until ``sample_id`` may start (True; at once for a planned seed or a row the gate does not
@@ -64,7 +64,7 @@ class SeedGate:
         data_type, rank = self._place[sample_id]
         if rank < self._started[data_type]:
             return True
-        async with self._condition():
+        async with self._changed:
             # The same reserve may be asked for twice: a node died with the stage actor whose call still
             # waits here, and Ray retried the task elsewhere. Whichever call takes the place lets both through.
             await self._changed.wait_for(lambda: sample_id in self._admitted or self._free(data_type) > 0
@@ -93,7 +93,7 @@ class SeedGate:
             return
         self._reported.add(sample_id)
         data_type = self._place[sample_id][0]
-        async with self._condition():
+        async with self._changed:
             self._finished[data_type] += 1
             self._needed[data_type] -= kept
             if self._needed[data_type] > 0:
@@ -106,8 +106,3 @@ class SeedGate:
     def _free(self, data_type: str) -> int:
         """Released places no reserve has taken yet."""
         return self._released[data_type] - self._started[data_type] - self._reserves_started[data_type]
-
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        return self._changed
